@@ -1,0 +1,40 @@
+# Every user-facing target sets the project up first; re-running on a set-up machine is fast.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+TORCH_VERSION := 2.13.0
+STAMP  := $(VENV)/.sparsemix-setup
+
+.PHONY: setup test test-fast demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned exactly: a bare `torch` would pull a multi-GB CUDA build.
+	$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null \
+	    || $(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -e ".[viz,test]"
+	# torch-scatter / torch-sparse are source-only on PyPI and compile against the installed torch.
+	$(PY) -c "import torch_scatter" 2>/dev/null \
+	    || $(PIP) install --quiet --no-build-isolation torch-scatter==2.1.2
+	$(PY) -c "import torch_sparse" 2>/dev/null \
+	    || $(PIP) install --quiet --no-build-isolation torch-sparse==0.6.18
+	$(PY) -c "import torch, torch_geometric, torch_scatter, torch_sparse; print('torch', torch.__version__, '| PyG', torch_geometric.__version__)"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow"
+
+demo: setup
+	$(PY) demos/dna_species.py --out runs/demo-dna-species
+
+bench: setup
+	$(PY) benchmarks/speed.py --out benchmarks/results
+
+clean:
+	rm -rf $(VENV) .pytest_cache

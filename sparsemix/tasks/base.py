@@ -1,0 +1,60 @@
+"""What every task hands the trainer: three datasets and a description of inputs and targets.
+
+A task is a function ``build(cfg) -> TaskData`` registered under a name with :func:`register_task`.
+``cfg`` is the trainer's run configuration (it has at least ``length``, ``train_size``, ``val_size``,
+``test_size``, ``seed`` and ``fasta``; a task reads only what it needs).
+
+Dataset items are ``(x, y)``:
+- ``x``: LongTensor [n] of token ids (``input="tokens"``) or FloatTensor [n, input_dim]
+  (``input="continuous"``). For ``variable_length`` tasks n differs between items; otherwise
+  every item has n == ``max_len``.
+- ``y``: a 0-dim LongTensor class id (``kind="classification"``) or a 0-dim FloatTensor
+  (``kind="regression"``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Optional
+
+from torch.utils.data import Dataset
+
+
+@dataclass
+class TaskData:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    kind: Literal["classification", "regression"]
+    num_classes: int  # 1 for regression
+    input: Literal["tokens", "continuous"]
+    max_len: int
+    variable_length: bool = False
+    vocab_size: Optional[int] = None  # tokens
+    input_dim: Optional[int] = None  # continuous
+    pad_id: Optional[int] = None  # a token id reserved for padding (baselines only; Paramixer never pads)
+    class_names: Optional[list[str]] = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+TaskBuilder = Callable[[Any], TaskData]
+TASKS: dict[str, TaskBuilder] = {}
+
+
+def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: make ``build`` available as ``sparsemix train --task NAME``."""
+    def wrap(build: TaskBuilder) -> TaskBuilder:
+        if name in TASKS:
+            raise ValueError(f"task {name!r} is registered twice")
+        TASKS[name] = build
+        return build
+    return wrap
+
+
+def build_task(name: str, cfg: Any) -> TaskData:
+    """Build the task ``name``; an unknown name is a ValueError listing the known ones."""
+    from . import load_all  # registers the built-in tasks on first use
+
+    load_all()
+    if name not in TASKS:
+        raise ValueError(f"--task must be one of {sorted(TASKS)}, got {name!r}")
+    return TASKS[name](cfg)

@@ -1,0 +1,9 @@
+"""topologies: who mixes with whom. CHORD and CDIL sparse factor graphs for Paramixer-style mixing.
+
+Pure torch (plus networkx / matplotlib for views, imported lazily); never imports ``sparsemix``.
+"""
+from .batching import BatchedTopology, batch
+from .protocols import PROTOCOLS, cdil, chord, get
+from .topology import Topology
+
+__all__ = ["Topology", "BatchedTopology", "chord", "cdil", "get", "batch", "PROTOCOLS"]

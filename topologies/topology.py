@@ -1,0 +1,183 @@
+"""The `Topology` of one sequence: which source node each target reads through each slot of each factor."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # networkx is an optional extra, imported lazily
+    import networkx as nx
+
+
+@dataclass(frozen=True, eq=False)
+class Topology:
+    r"""A slot-structured factor graph for sequences of length :math:`N`.
+
+    Factor :math:`m` has :math:`K` slots; through slot :math:`k` target node :math:`i` reads source node
+    :math:`(i + \mathrm{offsets}[m, k]) \bmod N`. As a matrix, factor :math:`m` with per-row weights
+    :math:`w \in \mathbb{R}^{N \times K}` is
+
+    .. math::
+        W^{(m)}_{i,\,(i + o_{m,k}) \bmod N} \mathrel{+}= w_{i,k},
+
+    duplicates summed. In PyG terms this is the edge :math:`j \to i` with :math:`j = (i + o_{m,k}) \bmod N`.
+
+    Build with :func:`topologies.chord`, :func:`topologies.cdil` or :func:`topologies.get`.
+    """
+
+    name: str
+    num_nodes: int
+    offsets: Tensor  # [M, K] long, not yet reduced mod N
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    # ---- sizes -----------------------------------------------------------------------------------
+    @property
+    def num_factors(self) -> int:
+        return int(self.offsets.size(0))
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.offsets.size(1))
+
+    @property
+    def device(self) -> torch.device:
+        return self.offsets.device
+
+    def __repr__(self) -> str:
+        return (f"Topology({self.name}, num_nodes={self.num_nodes}, num_factors={self.num_factors}, "
+                f"num_slots={self.num_slots})")
+
+    def _check_factor(self, m: int) -> int:
+        if not -self.num_factors <= m < self.num_factors:
+            raise IndexError(f"factor m={m} out of range for a topology with {self.num_factors} factors")
+        return m % self.num_factors
+
+    def _cached(self, key, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # ---- index views -----------------------------------------------------------------------------
+    def source_index(self, m: int) -> Tensor:
+        """LongTensor [N, K]: the source node that target i reads through slot k of factor m."""
+        m = self._check_factor(m)
+
+        def build() -> Tensor:
+            return _wrap_add(self.num_nodes, self.offsets[m], self.device)
+
+        return self._cached(("source", m), build)
+
+    def inverse_index(self, m: int) -> Tensor:
+        """LongTensor [N, K]: the target that reads source j through slot k (each slot is a permutation)."""
+        m = self._check_factor(m)
+
+        def build() -> Tensor:
+            return _wrap_add(self.num_nodes, -self.offsets[m], self.device)
+
+        return self._cached(("inverse", m), build)
+
+    def shifts(self, m: int) -> tuple[int, ...]:
+        """The K offsets of factor m reduced mod N, as Python ints (for roll/slice kernels)."""
+        m = self._check_factor(m)
+        return self._cached(("shifts", m),
+                            lambda: tuple(int(o) % self.num_nodes for o in self.offsets[m].tolist()))
+
+    def edge_index(self, m: int) -> Tensor:
+        """LongTensor [2, N*K] in PyG direction: row 0 = source j, row 1 = target i; edge e = i*K + k."""
+        m = self._check_factor(m)
+
+        def build() -> Tensor:
+            src = self.source_index(m).reshape(-1)  # [N*K], target-major then slot
+            dst = torch.arange(self.num_nodes, device=self.device)[:, None]
+            dst = dst.expand(-1, self.num_slots).reshape(-1)  # [N, K] -> [N*K]
+            return torch.stack([src, dst])
+
+        return self._cached(("edge_index", m), build)
+
+    def slot(self, m: int) -> Tensor:
+        """LongTensor [N*K]: the slot of every edge, ``e mod K``."""
+        self._check_factor(m)
+        return self._cached(("slot",), lambda: torch.arange(
+            self.num_nodes * self.num_slots, device=self.device) % self.num_slots)
+
+    # ---- conversions -----------------------------------------------------------------------------
+    def to(self, device: Union[str, torch.device]) -> "Topology":
+        """The same topology with its index tensors on ``device`` (cached views are rebuilt lazily)."""
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        return Topology(self.name, self.num_nodes, self.offsets.to(device))
+
+    def reachable_offsets(self, num_factors: Optional[int] = None) -> Tensor:
+        """Bool [N]: which relative offsets d have (i + d) mod N in the support of the product of the
+        first ``num_factors`` factors (all by default), each with its residual (I + W).
+
+        Every slot set here contains offset 0, so the support is the same with or without residuals.
+        The factors are circulant, so one row determines the whole support.
+        """
+        count = self.num_factors if num_factors is None else num_factors
+        reach = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.device)
+        reach[0] = True
+        nodes = torch.arange(self.num_nodes, device=self.device)
+        for m in range(count):
+            new = torch.zeros_like(reach)
+            for o in self.shifts(m):
+                new |= reach[(nodes - o) % self.num_nodes]  # d reachable if d - o was
+            reach = new | reach
+        return reach
+
+    def reachability(self, num_factors: Optional[int] = None) -> Tensor:
+        """Bool [N, N]: support of (I + W^(M))...(I + W^(1)); entry [i, j] says output i depends on input j."""
+        reach = self.reachable_offsets(num_factors)
+        nodes = torch.arange(self.num_nodes, device=self.device)
+        return reach[(nodes[None, :] - nodes[:, None]) % self.num_nodes]  # [N, N], circulant
+
+    def dense(self, m: int, weights: Tensor) -> Tensor:
+        """Dense [N, N] factor from weights [N, K] (duplicates summed). Small N only."""
+        m = self._check_factor(m)
+        if weights.shape[-2:] != (self.num_nodes, self.num_slots):
+            raise ValueError(f"weights must be [N, K] = [{self.num_nodes}, {self.num_slots}], "
+                             f"got {list(weights.shape)}")
+        out = weights.new_zeros(self.num_nodes, self.num_nodes)
+        rows = torch.arange(self.num_nodes, device=weights.device)[:, None].expand(-1, self.num_slots)
+        out.index_put_((rows, self.source_index(m).to(weights.device)), weights, accumulate=True)
+        return out
+
+    def to_networkx(self, m: Optional[int] = None,
+                    weights: Optional[Union[Tensor, Sequence[Tensor]]] = None) -> "nx.MultiDiGraph":
+        """A ``networkx.MultiDiGraph`` with all N*K edges of factor ``m`` (or of every factor).
+
+        Edges carry ``slot`` and ``factor`` attributes, and ``weight`` when ``weights`` is given:
+        [N, K] for one factor, or a sequence / [M, N, K] tensor for all.
+        """
+        import networkx as nx
+
+        factors = range(self.num_factors) if m is None else [self._check_factor(m)]
+        if weights is not None:
+            if m is not None:
+                weights = [weights]
+            if len(weights) != len(factors):
+                raise ValueError(f"weights must hold one [N, K] tensor per factor ({len(factors)}), "
+                                 f"got {len(weights)}")
+        graph = nx.MultiDiGraph(protocol=self.name, num_factors=self.num_factors)
+        graph.add_nodes_from(range(self.num_nodes))
+        for pos, f in enumerate(factors):
+            src, dst = self.edge_index(f).tolist()
+            slots = self.slot(f).tolist()
+            w = None if weights is None else weights[pos].detach().reshape(-1).tolist()
+            for e, (j, i, k) in enumerate(zip(src, dst, slots)):
+                attrs = {"slot": k, "factor": f}
+                if w is not None:
+                    attrs["weight"] = w[e]
+                graph.add_edge(j, i, **attrs)
+        return graph
+
+
+def _wrap_add(num_nodes: int, offsets: Tensor, device: torch.device) -> Tensor:
+    """[N, K] of (i + offsets[k]) mod N; reduces the K offsets first so the N*K part is one add and one
+    compare (int64 ``%`` over N*K elements is several times slower)."""
+    shift = (offsets % num_nodes).to(device)  # [K], each in [0, N)
+    index = torch.arange(num_nodes, device=device)[:, None] + shift[None, :]  # [N, K], < 2N
+    return torch.where(index >= num_nodes, index - num_nodes, index)
