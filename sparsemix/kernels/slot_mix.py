@@ -1,0 +1,180 @@
+r"""Fused slot mixing: one sparse factor applied without materialising per-edge messages.
+
+A slot-structured factor with weights :math:`w \in \mathbb{R}^{N \times K}` and source table
+:math:`s \in \{0..N-1\}^{N \times K}` maps :math:`V \in \mathbb{R}^{N \times C}` to
+
+.. math::
+    \mathrm{out}_{i} = \sum_{k=1}^{K} w_{i,k} \, V_{s(i,k)}.
+
+Every column of :math:`s` is a permutation of the nodes (``inv`` is its inverse), so
+
+.. math::
+    \frac{\partial L}{\partial V_j} = \sum_k w_{t(j,k),k}\, G_{t(j,k)}, \qquad
+    \frac{\partial L}{\partial w_{i,k}} = \langle G_i, V_{s(i,k)} \rangle,
+    \qquad t(j,k) = \mathrm{inv}[j,k],
+
+i.e. forward and both gradients are gathers: deterministic, no atomics. Rows are processed in
+chunks so every temporary is O(chunk * C), and backward recomputes from the saved ``v`` and ``w``.
+When the sources are cyclic shifts known as Python ints, ``s(i,k) = (i + o_k) mod N``, each slot is
+one or two contiguous slices and no index tensor is read at all.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+# Rows per chunk are chosen so one chunk of a [..., rows, C] tensor holds about this many elements:
+# small enough to stay in a core's L2 cache (the output chunk is updated K times), large enough that
+# Python overhead per op stays negligible.
+CHUNK_ELEMENTS = 1 << 16
+
+
+def _rows_per_chunk(num_nodes: int, row_elements: int) -> int:
+    return max(1, min(num_nodes, CHUNK_ELEMENTS // max(1, row_elements)))
+
+
+def _shift_pieces(start: int, stop: int, shift: int, n: int) -> Iterator[tuple[int, int, int]]:
+    """Split target rows [start, stop) into (dst_start, dst_stop, src_start) runs with
+    src = (dst + shift) mod n contiguous within each run (at most two runs)."""
+    first = start + shift
+    if first >= n:
+        first -= n
+    if first + (stop - start) <= n:
+        yield start, stop, first
+    else:
+        split = start + (n - first)
+        yield start, split, first
+        yield split, stop, 0
+
+
+def _check(v: Tensor, w: Tensor, src: Tensor, inv: Optional[Tensor],
+           shifts: Optional[Sequence[int]]) -> None:
+    if v.dim() < 2:
+        raise ValueError(f"v must be [..., N, C], got shape {list(v.shape)}")
+    n = v.size(-2)
+    if w.dim() < 2:
+        raise ValueError(f"w must be [..., N, K], got shape {list(w.shape)}")
+    if src.dim() != 2 or src.size(0) != n:
+        raise ValueError(f"src must be [N, K] with N = v.size(-2) = {n}, got {list(src.shape)}")
+    k = src.size(1)
+    if w.shape[-2:] != (n, k):
+        raise ValueError(f"w must end in [N, K] = [{n}, {k}], got {list(w.shape)}")
+    if w.dim() > 2 and w.shape[:-2] != v.shape[:-2]:
+        raise ValueError(f"w's leading dims {list(w.shape[:-2])} must equal v's {list(v.shape[:-2])} "
+                         f"(or w must be [N, K], shared by the batch)")
+    if inv is not None and inv.shape != src.shape:
+        raise ValueError(f"inv must have src's shape {list(src.shape)}, got {list(inv.shape)}")
+    if src.dtype != torch.long or (inv is not None and inv.dtype != torch.long):
+        raise TypeError(f"src and inv must be torch.long, got {src.dtype}"
+                        f"{'' if inv is None else ' and ' + str(inv.dtype)}")
+    if w.dtype != v.dtype:
+        raise TypeError(f"v and w must share a dtype, got {v.dtype} and {w.dtype}")
+    if w.device != v.device or src.device != v.device or (inv is not None and inv.device != v.device):
+        raise ValueError("v, w, src and inv must be on the same device, got "
+                         f"{v.device}, {w.device}, {src.device}, {None if inv is None else inv.device}")
+    if shifts is not None:
+        if len(shifts) != k:
+            raise ValueError(f"shifts must hold K = {k} ints, got {len(shifts)}")
+        if not all(isinstance(o, int) and 0 <= o < max(n, 1) for o in shifts):
+            raise ValueError(f"shifts must be ints in [0, N = {n}), got {tuple(shifts)}")
+
+
+def _mix_rows(out: Tensor, w: Tensor, x: Tensor, index: Optional[Tensor],
+              shifts: Optional[Sequence[int]], weights_at_source: bool) -> None:
+    r"""``out[..., i, :] += sum_k w[..., r, k] * x[..., j, :]`` with ``j = index[i, k]`` (or
+    ``(i + shifts[k]) mod N``) and ``r = j`` if ``weights_at_source`` else ``r = i``.
+
+    ``w`` is [..., K, N] (slot-major, so each slot's weights are contiguous) or [K, N] when shared.
+    """
+    n = x.size(-2)
+    num_slots = w.size(-2)
+    rows = _rows_per_chunk(n, x[..., 0, :].numel())
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        for k in range(num_slots):
+            if shifts is not None:
+                for a, b, s in _shift_pieces(start, stop, shifts[k], n):
+                    wr = (s, s + b - a) if weights_at_source else (a, b)
+                    out[..., a:b, :].addcmul_(w[..., k, wr[0]:wr[1], None], x[..., s:s + b - a, :])
+            else:
+                j = index[start:stop, k]
+                wk = w[..., k, :].index_select(-1, j) if weights_at_source else w[..., k, start:stop]
+                out[..., start:stop, :].addcmul_(wk[..., None], x.index_select(-2, j))
+
+
+def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Sequence[int]],
+               shared: bool) -> Tensor:
+    r"""``gw[..., i, k] = <g[..., i, :], v[..., src(i, k), :]>``, summed over the batch if ``shared``."""
+    n = v.size(-2)
+    num_slots = len(shifts) if shifts is not None else src.size(1)
+    lead = () if shared else v.shape[:-2]
+    gw = v.new_empty(*lead, num_slots, n)  # slot-major, transposed at the end
+    reduce_dims = tuple(range(v.dim() - 2)) + (-1,) if shared else (-1,)
+    rows = _rows_per_chunk(n, v[..., 0, :].numel())
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        gc = g[..., start:stop, :]
+        for k in range(num_slots):
+            if shifts is not None:
+                for a, b, s in _shift_pieces(start, stop, shifts[k], n):
+                    prod = g[..., a:b, :] * v[..., s:s + b - a, :]
+                    gw[..., k, a:b] = prod.sum(reduce_dims)
+            else:
+                prod = gc * v.index_select(-2, src[start:stop, k])
+                gw[..., k, start:stop] = prod.sum(reduce_dims)
+    return gw.transpose(-1, -2)
+
+
+class FusedSlotMix(torch.autograd.Function):
+    """Autograd wrapper of the fused slot mix; saves only ``v`` and ``w`` (and the index tables)."""
+
+    @staticmethod
+    def forward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
+                shifts: Optional[tuple[int, ...]]) -> Tensor:
+        ctx.save_for_backward(v, w, src, inv)
+        ctx.shifts = shifts
+        out = torch.zeros_like(v, memory_format=torch.contiguous_format)
+        _mix_rows(out, w.transpose(-1, -2).contiguous(), v.contiguous(), src, shifts,
+                  weights_at_source=False)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        v, w, src, inv = ctx.saved_tensors
+        shifts = ctx.shifts
+        g = grad_out.contiguous()
+        grad_v = grad_w = None
+        if ctx.needs_input_grad[0]:
+            n = v.size(-2)
+            inv_shifts = None if shifts is None else tuple((n - o) % n for o in shifts)
+            grad_v = torch.zeros_like(g)
+            _mix_rows(grad_v, w.transpose(-1, -2).contiguous(), g, inv, inv_shifts,
+                      weights_at_source=True)
+            if grad_v.shape != v.shape:  # v was broadcast
+                grad_v = grad_v.sum_to_size(v.shape)
+        if ctx.needs_input_grad[1]:
+            grad_w = _slot_dots(v.contiguous(), g, src, shifts, shared=w.dim() == 2)
+        return grad_v, grad_w, None, None, None
+
+
+def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
+                   shifts: Optional[Sequence[int]] = None) -> Tensor:
+    r"""Apply one slot-structured sparse factor: ``out[..., i, :] = sum_k w[..., i, k] * v[..., src[i, k], :]``.
+
+    Never builds the [N*K, C] messages; backward recomputes from ``v`` and ``w``.
+
+    Args:
+        v: values [..., N, C] (any leading batch dims, or none).
+        w: weights [..., N, K] with the same leading dims as ``v``, or [N, K] shared by the batch.
+        src: LongTensor [N, K], the source node of each (target, slot); each column a permutation.
+        inv: LongTensor [N, K] with ``inv[src[i, k], k] == i``.
+        shifts: optional K Python ints with ``src[i, k] == (i + shifts[k]) % N`` and
+            ``0 <= shifts[k] < N``; selects the slicing path that reads no index tensor.
+
+    Shapes:
+        output [..., N, C], like ``v``.
+    """
+    _check(v, w, src, inv, shifts)
+    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts))
