@@ -1,0 +1,248 @@
+"""The Paramixer block: a value MLP followed by M learned sparse factors with residuals."""
+from __future__ import annotations
+
+import logging
+import math
+from collections import OrderedDict
+from typing import Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+import topologies
+from topologies import BatchedTopology, Topology
+
+from ._checks import check_features, check_finite, check_node_dim, sequence_sizes
+from .sparse_factor_conv import SparseFactorConv
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "message", "fused", "sparse")
+_TOPOLOGY_CACHE_SIZE = 64
+
+
+class Paramixer(nn.Module):
+    r"""One Paramixer mixing block (Yu et al., CVPR 2022) over CHORD or CDIL factor graphs.
+
+    .. math::
+        \mathbf{V}^{(0)} = g(\mathbf{V}_{\mathrm{in}}), \qquad
+        \mathbf{V}^{(m)} = \mathbf{W}^{(m)} \mathbf{V}^{(m-1)} + \mathbf{V}^{(m-1)} \;(m = 1..M), \qquad
+        \mathbf{V}_{\mathrm{out}} = \mathrm{dropout}(\mathbf{V}^{(M)}),
+
+    i.e. :math:`\mathbf{V}_{\mathrm{out}} = (\mathbf{I} + \mathbf{W}^{(M)}) \cdots
+    (\mathbf{I} + \mathbf{W}^{(1)})\, g(\mathbf{V}_{\mathrm{in}})`, where
+    :math:`g = \mathrm{Linear}(C \to h) \to \mathrm{GELU} \to \mathrm{Linear}(h \to C)` and each sparse
+    :math:`\mathbf{W}^{(m)}` is a :class:`SparseFactorConv` whose values an MLP computes from the block's
+    features :math:`\mathbf{X}` (``x``, else the block input; never the running :math:`\mathbf{V}`).
+
+    **Initialisation.** With PyTorch's default ``nn.Linear`` init (the official code) the factor values
+    have a fixed scale, so the RMS of the output grows exponentially with :math:`M`. Here ``g`` is
+    variance preserving (Kaiming-normal first layer, :math:`\mathcal{N}(0, 1/h)` second) and each
+    factor's values start with standard deviation :math:`s = 1/\sqrt{KM}` for unit-RMS features, so each
+    :math:`(\mathbf{I} + \mathbf{W})` multiplies the variance by about :math:`1 + Ks^2 = 1 + 1/M` and the
+    whole product by at most :math:`e`: the output RMS stays within a small factor of the input's for
+    any :math:`N` (tested from 16 to 65,536). ``init="paper"`` restores the official default.
+
+    Args:
+        channels (int): Channels :math:`C` of the values.
+        protocol (str, optional): ``"chord"`` or ``"cdil"``. (default: ``"chord"``)
+        max_len (int, optional): Longest sequence; sets :math:`M = \max(1, \lceil \log_2 \rceil)` when
+            ``num_factors`` is not given, and longer inputs are rejected.
+        num_factors (int, optional): :math:`M`. One of ``max_len`` / ``num_factors`` is required.
+        hidden_channels (int, optional): Hidden width :math:`h` of ``g`` and of the weight MLPs.
+            (default: ``channels``)
+        dropout (float, optional): Dropout on the block output. (default: ``0.0``)
+        backend (str, optional): How the factors are applied: ``"message"`` (PyG propagate: gather,
+            multiply, scatter; the readable reference), ``"fused"`` (slot-structured kernel that never
+            materialises the per-edge messages), ``"sparse"`` (``torch_sparse``) or ``"auto"`` (the
+            fastest available, recorded in :attr:`active_backend` and logged once). (default: ``"auto"``)
+        x_channels (int, optional): Channels :math:`F` of ``x`` if it differs from :math:`C`.
+        radius (int, optional): CDIL radius :math:`r` (:math:`K = 2r + 1`). (default: ``4``)
+        init (str, optional): ``"stable"`` (default) or ``"paper"`` (PyTorch defaults, as officially).
+        checkpoint_weights (bool, optional): Recompute the weight MLPs in backward instead of storing
+            their activations (for very long sequences). (default: ``False``)
+        check_inputs (bool, optional): Reject NaN / inf inputs with a clear error. (default: ``False``)
+
+    Shapes:
+        - **input:** values :math:`(N, C)` or :math:`(B, N, C)` (one topology for all), or
+          :math:`(T, C)` with a sorted ``batch`` vector :math:`(T,)` (each sequence its own topology of
+          its own length and the same :math:`M`; nothing crosses sequences); optional features ``x``
+          with the same leading shape and :math:`F` channels.
+        - **output:** values with the input's shape; with ``return_weights=True`` also the list of
+          :math:`M` weight tensors :math:`(*, N, K)` (or :math:`(T, K)`).
+    """
+
+    def __init__(self, channels: int, protocol: str = "chord", max_len: Optional[int] = None,
+                 num_factors: Optional[int] = None, hidden_channels: Optional[int] = None,
+                 dropout: float = 0.0, backend: str = "auto", x_channels: Optional[int] = None,
+                 radius: int = 4, init: str = "stable", checkpoint_weights: bool = False,
+                 check_inputs: bool = False) -> None:
+        super().__init__()
+        if protocol not in topologies.PROTOCOLS:
+            raise ValueError(f"protocol must be one of {sorted(topologies.PROTOCOLS)}, got {protocol!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if init not in ("stable", "paper"):
+            raise ValueError(f"init must be 'stable' or 'paper', got {init!r}")
+        if max_len is None and num_factors is None:
+            raise ValueError("Paramixer needs max_len or num_factors (it owns one weight MLP per factor)")
+        if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
+            raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
+        if num_factors is not None and (not isinstance(num_factors, int) or num_factors < 1):
+            raise ValueError(f"num_factors must be an integer >= 1, got {num_factors!r}")
+        self.channels = channels
+        self.x_channels = x_channels or channels
+        self.hidden_channels = hidden_channels or channels
+        self.protocol = protocol
+        self.max_len = max_len
+        self.radius = radius
+        self.init = init
+        self.backend = backend
+        self.checkpoint_weights = checkpoint_weights
+        self.check_inputs = check_inputs
+        self.num_factors = num_factors or max(1, (max_len - 1).bit_length())
+        self.num_slots = self._make_topology(1).num_slots
+        self.active_backend = self._resolve_backend(backend)
+
+        h = self.hidden_channels
+        self.value = nn.Sequential(nn.Linear(channels, h), nn.GELU(), nn.Linear(h, channels))
+        scale = 1.0 / math.sqrt(self.num_slots * self.num_factors) if init == "stable" else None
+        self.factors = nn.ModuleList(
+            SparseFactorConv(self.x_channels, self.num_slots, h, init_scale=scale)
+            for _ in range(self.num_factors))
+        self.dropout = nn.Dropout(dropout)
+        self._topologies: OrderedDict = OrderedDict()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        first, _, last = self.value
+        first.reset_parameters()
+        last.reset_parameters()
+        if self.init == "stable":
+            nn.init.kaiming_normal_(first.weight, nonlinearity="relu")
+            nn.init.zeros_(first.bias)
+            nn.init.normal_(last.weight, std=1.0 / math.sqrt(self.hidden_channels))
+            nn.init.zeros_(last.bias)
+        for factor in self.factors:
+            factor.reset_parameters()
+
+    # ---- topologies --------------------------------------------------------------------------------
+    def _make_topology(self, num_nodes: int) -> Topology:
+        kwargs = {"radius": self.radius} if self.protocol == "cdil" else {}
+        return topologies.get(self.protocol, num_nodes, num_factors=self.num_factors, **kwargs)
+
+    def topology_for(self, num_nodes: int, device: Union[str, torch.device, None] = None) -> Topology:
+        """The topology for sequences of length ``num_nodes`` (same M for every length), on ``device``."""
+        if self.max_len is not None and num_nodes > self.max_len:
+            raise ValueError(f"sequence length N = {num_nodes} exceeds max_len = {self.max_len}")
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        key = (num_nodes, device)
+        topo = self._topologies.get(key)
+        if topo is None:  # cached per device: index tensors are never rebuilt in forward
+            topo = self._make_topology(num_nodes).to(device)
+            self._topologies[key] = topo
+            if len(self._topologies) > _TOPOLOGY_CACHE_SIZE:
+                self._topologies.popitem(last=False)
+        else:
+            self._topologies.move_to_end(key)
+        return topo
+
+    # ---- backends ----------------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_backend(backend: str) -> str:
+        if backend == "message":
+            return backend
+        try:
+            from sparsemix import kernels
+        except ImportError as err:
+            if backend == "auto":
+                log.warning("sparsemix.kernels unavailable (%s); Paramixer uses the slow 'message' backend",
+                            err)
+                return "message"
+            raise
+        if backend == "sparse" and not kernels.HAS_TORCH_SPARSE:
+            raise ImportError("backend='sparse' needs torch-sparse: pip install --no-build-isolation "
+                              "torch-sparse==0.6.18 (after torch-scatter==2.1.2)")
+        if backend == "auto":
+            _log_auto_once("fused")
+            return "fused"
+        return backend
+
+    def _weights(self, x: Tensor) -> list[Tensor]:
+        """The M factor weight tensors [*, N, K], from one batched matmul per MLP layer."""
+        if self.active_backend == "message":  # readable path: each factor runs its own MLP
+            return [factor.compute_weights(x) for factor in self.factors]
+        if self.checkpoint_weights and torch.is_grad_enabled():
+            stacked = checkpoint(self._stacked_weights, x, use_reentrant=False)
+        else:
+            stacked = self._stacked_weights(x)
+        return list(stacked.unbind(-2))  # [*, N, M, K] -> M x [*, N, K]
+
+    def _stacked_weights(self, x: Tensor) -> Tensor:
+        firsts = [f.mlp[0] for f in self.factors]
+        lasts = [f.mlp[2] for f in self.factors]
+        w1 = torch.cat([l.weight for l in firsts])  # [M*h, F]
+        b1 = torch.cat([l.bias for l in firsts])  # [M*h]
+        hidden = F.gelu(F.linear(x, w1, b1))  # [*, N, M*h]
+        hidden = hidden.unflatten(-1, (self.num_factors, self.hidden_channels))  # [*, N, M, h]
+        w2 = torch.stack([l.weight for l in lasts])  # [M, K, h]
+        b2 = torch.stack([l.bias for l in lasts])  # [M, K]
+        return torch.einsum("...mh,mkh->...mk", hidden, w2) + b2  # [*, N, M, K]
+
+    def _apply_factor(self, m: int, V: Tensor, w: Tensor, topo: Union[Topology, BatchedTopology],
+                      static: bool) -> Tensor:
+        if self.active_backend == "message":
+            return self.factors[m].mix(V, topo.edge_index(m), topo.slot(m), w)
+        from sparsemix import kernels
+
+        src = topo.source_index(m)
+        if self.active_backend == "sparse":
+            return kernels.sparse_slot_mix(V, w, src)
+        shifts = topo.shifts(m) if static else None
+        return kernels.fused_slot_mix(V, w, src, topo.inverse_index(m), shifts)
+
+    # ---- forward -----------------------------------------------------------------------------------
+    def forward(self, v: Tensor, x: Optional[Tensor] = None, batch: Optional[Tensor] = None,
+                return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
+        check_features(v, self.channels, "v")
+        x = v if x is None else x
+        check_node_dim(v, x, "v", "x")
+        check_features(x, self.x_channels, "x")
+        if self.check_inputs:
+            check_finite(v, "v")
+            check_finite(x, "x")
+        if batch is None:
+            if v.dim() not in (2, 3):
+                raise ValueError(f"v must be [N, C] or [B, N, C] (or [T, C] with batch), got {list(v.shape)}")
+            topo = self.topology_for(v.size(-2), v.device)
+            static = True
+        else:
+            if v.dim() != 2:
+                raise ValueError(f"with a batch vector, v must be [T, C], got {list(v.shape)}")
+            sizes = sequence_sizes(batch, v.size(0))
+            topo = topologies.batch([self.topology_for(n) for n in sizes.tolist()]).to(v.device)
+            static = False
+
+        V = self.value(v)
+        weights = self._weights(x)
+        for m, w in enumerate(weights):
+            V = V + self._apply_factor(m, V, w, topo, static)
+        out = self.dropout(V)
+        return (out, weights) if return_weights else out
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, protocol={self.protocol!r}, num_factors={self.num_factors}, "
+                f"num_slots={self.num_slots}, hidden_channels={self.hidden_channels}, "
+                f"max_len={self.max_len}, backend={self.backend!r} (active: {self.active_backend!r})")
+
+
+_logged_auto = False
+
+
+def _log_auto_once(choice: str) -> None:
+    global _logged_auto
+    if not _logged_auto:
+        log.info("Paramixer backend='auto' uses %r", choice)
+        _logged_auto = True

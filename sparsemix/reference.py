@@ -1,0 +1,63 @@
+"""Dense, slow, obviously correct versions of every layer: the ground truth the tests compare against.
+
+Everything here builds the N x N factor matrices explicitly, so it is for small N, tests and plots.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from topologies import Topology
+
+
+def dense_factor(topology: Topology, m: int, weights: Tensor) -> Tensor:
+    """W^(m) as dense [*, N, N] from weights [*, N, K]: ``W[i, (i + o_k) mod N] += w[i, k]``."""
+    n, k = topology.num_nodes, topology.num_slots
+    lead = weights.shape[:-2]
+    flat = weights.reshape(-1, n, k)  # [*, N, K] -> [P, N, K]
+    out = weights.new_zeros(flat.size(0), n, n)
+    src = topology.source_index(m).to(weights.device)
+    for i in range(n):  # plain loops: the point of this module is to be obviously right
+        for slot in range(k):
+            out[:, i, src[i, slot]] += flat[:, i, slot]
+    return out.reshape(*lead, n, n)
+
+
+def factor(topology: Topology, m: int, weights: Tensor, v: Tensor) -> Tensor:
+    """One factor applied densely: W^(m) v for v [*, N, C] and weights [*, N, K]."""
+    return dense_factor(topology, m, weights) @ v
+
+
+def factor_weights(block, x: Tensor) -> list[Tensor]:
+    """The M weight tensors [*, N, K] of a Paramixer ``block`` for features x, one MLP at a time."""
+    return [f.mlp(x) for f in block.factors]
+
+
+def mixing_matrix(block, v: Tensor, x: Optional[Tensor] = None) -> Tensor:
+    """The effective dense [N, N] matrix (I + W^(M)) ... (I + W^(1)) of a block for ONE example.
+
+    ``v`` is [N, C] (only its length matters unless ``x`` is None, when it is also the MLP input).
+    The block output is ``dropout(mixing_matrix(block, v, x) @ block.value(v))``.
+    """
+    if v.dim() != 2:
+        raise ValueError(f"mixing_matrix takes one example v [N, C], got {list(v.shape)}")
+    x = v if x is None else x
+    topo = block.topology_for(v.size(0), v.device)
+    eye = torch.eye(v.size(0), dtype=v.dtype, device=v.device)
+    product = eye
+    for m, w in enumerate(factor_weights(block, x)):
+        product = (eye + dense_factor(topo, m, w)) @ product
+    return product
+
+
+def block_forward(block, v: Tensor, x: Optional[Tensor] = None, batch: Optional[Tensor] = None) -> Tensor:
+    """A Paramixer block computed densely (dropout ignored: use eval mode to compare)."""
+    x = v if x is None else x
+    if batch is not None:
+        outs = [block_forward(block, v[batch == b], x[batch == b]) for b in torch.unique(batch).tolist()]
+        return torch.cat(outs)
+    if v.dim() == 3:
+        return torch.stack([block_forward(block, vb, xb) for vb, xb in zip(v, x)])
+    return mixing_matrix(block, v, x) @ block.value(v)
