@@ -67,7 +67,8 @@ class Topology:
         def build() -> Tensor:
             return _wrap_add(self.num_nodes, self.offsets[m], self.device)
 
-        return self._cached(("source", m), build)
+        # keyed by the reduced shifts: factors with equal shifts (every CHORD factor) share one tensor
+        return self._cached(("source", self.shifts(m)), build)
 
     def inverse_index(self, m: int) -> Tensor:
         """LongTensor [N, K]: the target that reads source j through slot k (each slot is a permutation)."""
@@ -76,7 +77,7 @@ class Topology:
         def build() -> Tensor:
             return _wrap_add(self.num_nodes, -self.offsets[m], self.device)
 
-        return self._cached(("inverse", m), build)
+        return self._cached(("inverse", self.shifts(m)), build)
 
     def shifts(self, m: int) -> tuple[int, ...]:
         """The K offsets of factor m reduced mod N, as Python ints (for roll/slice kernels)."""
@@ -89,18 +90,22 @@ class Topology:
         m = self._check_factor(m)
 
         def build() -> Tensor:
-            src = self.source_index(m).reshape(-1)  # [N*K], target-major then slot
-            dst = torch.arange(self.num_nodes, device=self.device)[:, None]
-            dst = dst.expand(-1, self.num_slots).reshape(-1)  # [N, K] -> [N*K]
-            return torch.stack([src, dst])
+            n, k = self.num_nodes, self.num_slots
+            # written in place into one [2, N, K] buffer: no stack/reshape copies of N*K-sized tensors
+            out = torch.empty(2, n, k, dtype=torch.long, device=self.device)
+            _wrap_add(n, self.offsets[m], self.device, out=out[0])  # sources, target-major then slot
+            out[1].copy_(torch.arange(n, device=self.device)[:, None].expand(n, k))  # targets
+            return out.view(2, n * k)
 
-        return self._cached(("edge_index", m), build)
+        # shared by factors with equal shifts: CHORD builds (and stores) one edge set for all M factors
+        return self._cached(("edge_index", self.shifts(m)), build)
 
     def slot(self, m: int) -> Tensor:
         """LongTensor [N*K]: the slot of every edge, ``e mod K``."""
         self._check_factor(m)
+        # arange(K) tiled N times == e mod K, without an int64 % over N*K elements
         return self._cached(("slot",), lambda: torch.arange(
-            self.num_nodes * self.num_slots, device=self.device) % self.num_slots)
+            self.num_slots, device=self.device).repeat(self.num_nodes))
 
     # ---- conversions -----------------------------------------------------------------------------
     def to(self, device: Union[str, torch.device]) -> "Topology":
@@ -175,9 +180,17 @@ class Topology:
         return graph
 
 
-def _wrap_add(num_nodes: int, offsets: Tensor, device: torch.device) -> Tensor:
-    """[N, K] of (i + offsets[k]) mod N; reduces the K offsets first so the N*K part is one add and one
-    compare (int64 ``%`` over N*K elements is several times slower)."""
+def _wrap_add(num_nodes: int, offsets: Tensor, device: torch.device,
+              out: Optional[Tensor] = None) -> Tensor:
+    """[N, K] of (i + offsets[k]) mod N, written into ``out`` when given.
+
+    The K offsets are reduced first, so every entry is below 2N and the N*K-sized wrap runs in place
+    without temporaries: a bit mask when N is a power of two (about 6x faster than ``%`` on CPU),
+    else an in-place remainder (faster than ``torch.where``, which allocates two N*K temporaries).
+    """
     shift = (offsets % num_nodes).to(device)  # [K], each in [0, N)
-    index = torch.arange(num_nodes, device=device)[:, None] + shift[None, :]  # [N, K], < 2N
-    return torch.where(index >= num_nodes, index - num_nodes, index)
+    nodes = torch.arange(num_nodes, device=device)[:, None]  # [N, 1]
+    index = torch.add(nodes, shift[None, :], out=out)  # [N, K], each in [0, 2N)
+    if num_nodes & (num_nodes - 1) == 0:
+        return index.bitwise_and_(num_nodes - 1)
+    return index.remainder_(num_nodes)
