@@ -1,0 +1,155 @@
+"""What every sequence model here shares: the input embedding, CLS insertion, pooling and checks.
+
+Two layouts are supported throughout:
+
+- fixed length: tokens [B, N] (or continuous inputs [B, N, F]) → features [B, N, C];
+- variable length: tokens [T] (or [T, F]) with a sorted PyG-style ``batch`` vector [T] →
+  features [T, C]; sequence b owns the contiguous rows where ``batch == b``.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.utils import scatter
+
+POOLINGS = ("mean", "cls", "flatten")
+
+
+def check_pooling(pooling: str) -> str:
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return pooling
+
+
+def sequence_lengths(batch: Tensor, num_graphs: Optional[int] = None) -> Tensor:
+    """LongTensor [B]: the length of every sequence of a sorted ``batch`` vector."""
+    if batch.dim() != 1:
+        raise ValueError(f"batch must be a 1-d vector, got shape {list(batch.shape)}")
+    if batch.numel() and bool((batch[1:] < batch[:-1]).any()):
+        raise ValueError("batch must be sorted (sequences stored contiguously)")
+    if num_graphs is None:
+        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+    return torch.bincount(batch, minlength=num_graphs)
+
+
+def positions_in_sequence(batch: Tensor) -> Tensor:
+    """LongTensor [T]: the position of every element inside its own sequence."""
+    lengths = sequence_lengths(batch)
+    start = torch.cumsum(lengths, 0) - lengths
+    return torch.arange(batch.numel(), device=batch.device) - start[batch]
+
+
+class InputEmbedding(nn.Module):
+    r"""Token (``nn.Embedding``) or continuous (``nn.Linear``) input, plus optional learned positions.
+
+    Args:
+        channels (int): Output channels :math:`C`.
+        vocab_size (int, optional): Number of token ids (token input).
+        input_dim (int, optional): Features per element (continuous input). Exactly one of
+            ``vocab_size`` / ``input_dim`` is given.
+        max_len (int, optional): Longest sequence; required with ``positional=True``.
+        positional (bool): Add a learned position embedding ``nn.Embedding(max_len, C)``.
+
+    Shapes:
+        - **input:** [B, N] / [T] long, or [B, N, F] / [T, F] float (with ``batch``).
+        - **output:** [B, N, C] / [T, C].
+    """
+
+    def __init__(self, channels: int, vocab_size: Optional[int] = None,
+                 input_dim: Optional[int] = None, max_len: Optional[int] = None,
+                 positional: bool = False) -> None:
+        super().__init__()
+        if (vocab_size is None) == (input_dim is None):
+            raise ValueError("give exactly one of vocab_size (token input) or input_dim "
+                             f"(continuous input), got vocab_size={vocab_size}, input_dim={input_dim}")
+        if positional and max_len is None:
+            raise ValueError("positional=True needs max_len")
+        self.vocab_size, self.input_dim, self.max_len = vocab_size, input_dim, max_len
+        self.tokens = nn.Embedding(vocab_size, channels) if vocab_size is not None else None
+        self.linear = nn.Linear(input_dim, channels) if input_dim is not None else None
+        self.positions = nn.Embedding(max_len, channels) if positional else None
+
+    def forward(self, inputs: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        layout_dim = 1 if batch is not None else 2  # dims before the feature axis
+        if self.tokens is not None:
+            if inputs.dtype not in (torch.long, torch.int32, torch.int64):
+                raise ValueError(f"token input must be integer ids, got dtype {inputs.dtype}")
+            if inputs.dim() != layout_dim:
+                raise ValueError(f"tokens must be {'[T] with batch' if batch is not None else '[B, N]'}"
+                                 f", got shape {list(inputs.shape)}")
+            if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= self.vocab_size):
+                raise ValueError(f"token ids must be in [0, {self.vocab_size}), got range "
+                                 f"[{int(inputs.min())}, {int(inputs.max())}]")
+            h = self.tokens(inputs)
+        else:
+            if inputs.dim() != layout_dim + 1 or inputs.size(-1) != self.input_dim:
+                want = "[T, F]" if batch is not None else "[B, N, F]"
+                raise ValueError(f"continuous input must be {want} with F = {self.input_dim}, "
+                                 f"got shape {list(inputs.shape)}")
+            h = self.linear(inputs.to(self.linear.weight.dtype))
+        if self.positions is not None:
+            if batch is None:
+                n = inputs.size(1)
+                if n > self.max_len:
+                    raise ValueError(f"sequence length {n} exceeds max_len = {self.max_len}")
+                h = h + self.positions.weight[:n]
+            else:
+                if batch.numel() != inputs.size(0):
+                    raise ValueError(f"batch has {batch.numel()} entries but the input has "
+                                     f"{inputs.size(0)} elements")
+                pos = positions_in_sequence(batch)
+                if pos.numel() and int(pos.max()) >= self.max_len:
+                    raise ValueError(f"a sequence is longer than max_len = {self.max_len}")
+                h = h + self.positions(pos)
+        return h
+
+
+def prepend_cls(h: Tensor, cls: Tensor, batch: Optional[Tensor] = None
+                ) -> tuple[Tensor, Optional[Tensor]]:
+    """Insert the vector ``cls`` [C] before every sequence.
+
+    Returns [B, N + 1, C] (fixed length) or ([T + B, C], new batch [T + B]) (variable length).
+    """
+    if batch is None:
+        return torch.cat([cls.expand(h.size(0), 1, -1), h], dim=1), None
+    lengths = sequence_lengths(batch)
+    num_graphs = lengths.numel()
+    # every element moves down by 1 + its sequence id; the CLS of sequence b lands at start_b + b
+    new_pos = torch.arange(h.size(0), device=h.device) + batch + 1
+    cls_pos = torch.cumsum(lengths, 0) - lengths + torch.arange(num_graphs, device=h.device)
+    out = h.new_empty(h.size(0) + num_graphs, h.size(1))
+    out[new_pos] = h
+    out[cls_pos] = cls.to(h.dtype).expand(num_graphs, -1)
+    new_batch = torch.repeat_interleave(torch.arange(num_graphs, device=h.device), lengths + 1)
+    return out, new_batch
+
+
+def pool(h: Tensor, pooling: str, batch: Optional[Tensor] = None,
+         mask: Optional[Tensor] = None) -> Tensor:
+    """Sequence features → one vector per sequence.
+
+    ``"mean"``: average over real elements (``mask`` [B, N] True = real, or ``batch``);
+    ``"cls"``: the first element (where :func:`prepend_cls` put the CLS vector);
+    ``"flatten"``: [B, N·C] (fixed length only).
+    """
+    if pooling == "mean":
+        if batch is not None:
+            return scatter(h, batch, dim=0, dim_size=int(batch.max()) + 1 if batch.numel() else 0,
+                           reduce="mean")
+        if mask is not None:
+            m = mask.to(h.dtype).unsqueeze(-1)  # [B, N, 1]
+            return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+        return h.mean(dim=1)
+    if pooling == "cls":
+        if batch is not None:
+            lengths = sequence_lengths(batch)
+            return h[torch.cumsum(lengths, 0) - lengths]
+        return h[:, 0]
+    if pooling == "flatten":
+        if batch is not None or mask is not None:
+            raise ValueError("pooling='flatten' needs fixed-length input (its head is "
+                             "position-specific); use 'mean' or 'cls' for variable length")
+        return h.flatten(1)  # [B, N, C] -> [B, N*C]
+    raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")

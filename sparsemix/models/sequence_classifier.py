@@ -1,0 +1,99 @@
+"""Paramixer sequence classifier: embedding → L Paramixer blocks → pooling → linear head."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from ..nn import Paramixer
+from ._sequence_io import InputEmbedding, check_pooling, pool, prepend_cls
+
+WEIGHTS_FROM = ("embedding", "state")
+
+
+class SequenceClassifier(nn.Module):
+    r"""The Paramixer model of the paper (Yu et al., CVPR 2022, Fig. 2) for classification/regression.
+
+    .. math::
+        \mathbf{E} = \mathrm{Embed}(\text{tokens}) \;(+\, \mathbf{P}), \quad
+        \mathbf{X} = \mathrm{drop}(\mathbf{E}), \quad \mathbf{V}_0 = \mathrm{drop}(\mathbf{E}), \quad
+        \mathbf{V}_l = \mathrm{Paramixer}_l(\mathbf{V}_{l-1};\, \mathbf{X}), \quad
+        \hat{\mathbf{y}} = \mathrm{Linear}(\mathrm{pool}(\mathbf{V}_L)),
+
+    with two independent dropout masks on the embedding (as the official code). Every block's factor
+    MLPs read :math:`\mathbf{X}` (``weights_from="embedding"``, the paper) or the block's own input
+    :math:`\mathbf{V}_{l-1}` (``weights_from="state"``).
+
+    Args:
+        vocab_size (int, optional): Token vocabulary (token input); ``None`` with ``input_dim``.
+        num_classes (int): Outputs of the head (1 for regression).
+        channels (int): Width :math:`C`.
+        num_layers (int): Number of Paramixer blocks :math:`L`.
+        protocol (str): ``"chord"`` or ``"cdil"``. (default: ``"chord"``)
+        max_len (int): Longest sequence (sets :math:`M = \lceil \log_2 \rceil` and the position table).
+        pooling (str): ``"mean"`` over elements, ``"cls"`` (a learned vector prepended to every
+            sequence, read back after the blocks) or ``"flatten"`` (fixed length only: a
+            position-specific head over all :math:`N \cdot C` features, as in the paper).
+        input_dim (int, optional): Features per element for continuous input (e.g. 2 for Adding).
+        hidden_channels (int, optional): MLP width :math:`h` in the blocks. (default: ``channels``)
+        dropout (float): Dropout on the embedding and on each block's output. (default: ``0.0``)
+        positional (bool): Learned position embedding (the paper's APC). (default: ``False``)
+        weights_from (str): ``"embedding"`` or ``"state"`` (see above). (default: ``"embedding"``)
+        backend (str): Paramixer backend. (default: ``"auto"``)
+        **block_kwargs: Passed on to every :class:`~sparsemix.Paramixer` (``num_factors``, ``radius``,
+            ``init``, ``checkpoint_weights``, ...).
+
+    Shapes:
+        - **input:** tokens [B, N] (fixed length) or [T] with a sorted ``batch`` [T] (variable length,
+          no padding); continuous inputs [B, N, F] or [T, F].
+        - **output:** [B, num_classes].
+    """
+
+    def __init__(self, vocab_size: Optional[int], num_classes: int, channels: int, num_layers: int,
+                 protocol: str = "chord", max_len: Optional[int] = None, pooling: str = "mean", *,
+                 input_dim: Optional[int] = None, hidden_channels: Optional[int] = None,
+                 dropout: float = 0.0, positional: bool = False, weights_from: str = "embedding",
+                 backend: str = "auto", **block_kwargs: Any) -> None:
+        super().__init__()
+        check_pooling(pooling)
+        if weights_from not in WEIGHTS_FROM:
+            raise ValueError(f"weights_from must be one of {WEIGHTS_FROM}, got {weights_from!r}")
+        if max_len is None:
+            raise ValueError("SequenceClassifier needs max_len (the longest sequence)")
+        for name, value, low in (("num_classes", num_classes, 1), ("channels", channels, 1),
+                                 ("num_layers", num_layers, 1), ("max_len", max_len, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.num_classes, self.channels, self.max_len = num_classes, channels, max_len
+        self.pooling, self.weights_from = pooling, weights_from
+        self.embed = InputEmbedding(channels, vocab_size=vocab_size, input_dim=input_dim,
+                                    max_len=max_len, positional=positional)
+        self.embed_dropout = nn.Dropout(dropout)
+        self.cls = nn.Parameter(torch.randn(channels) * 0.02) if pooling == "cls" else None
+        mixed_len = max_len + 1 if pooling == "cls" else max_len
+        self.blocks = nn.ModuleList(
+            Paramixer(channels, protocol=protocol, max_len=mixed_len,
+                      hidden_channels=hidden_channels, dropout=dropout, backend=backend,
+                      **block_kwargs)
+            for _ in range(num_layers))
+        head_in = max_len * channels if pooling == "flatten" else channels
+        self.head = nn.Linear(head_in, num_classes)
+
+    def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        if self.pooling == "flatten":
+            if batch is not None:
+                raise ValueError("pooling='flatten' needs fixed-length [B, N] input, got a batch vector")
+            if tokens.dim() < 2 or tokens.size(1) != self.max_len:
+                raise ValueError(f"pooling='flatten' needs exactly N = max_len = {self.max_len} "
+                                 f"positions, got input shape {list(tokens.shape)}")
+        h = self.embed(tokens, batch)  # [B, N, C] or [T, C]
+        if self.cls is not None:
+            h, batch = prepend_cls(h, self.cls, batch)
+        x = self.embed_dropout(h)
+        v = self.embed_dropout(h)  # an independent mask, as the paper's dropout1
+        for block in self.blocks:
+            v = block(v, x=x if self.weights_from == "embedding" else None, batch=batch)
+        return self.head(pool(v, self.pooling, batch))
