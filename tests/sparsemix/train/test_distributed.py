@@ -1,0 +1,182 @@
+"""DDP over gloo on loopback: 2 processes take the same optimiser steps as 1; resume is exact.
+
+The workers are spawned processes (``torch.multiprocessing``) that join a gloo group on
+127.0.0.1 through the same torchrun environment variables ``init_distributed`` reads.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch import nn
+
+from sparsemix.train import distributed as D
+from sparsemix.train.samplers import BucketSampler
+
+VOCAB, CLASSES, CHANNELS, MAX_LEN = 6, 3, 8, 40
+NUM_SAMPLES, GLOBAL_BATCH = 30, 10  # 3 optimiser steps per epoch
+WORLD = 2
+
+
+class TinyVarLenClassifier(nn.Module):
+    """Embedding -> Paramixer over variable-length sequences (batch vector) -> mean pool -> head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from sparsemix import Paramixer
+
+        self.embed = nn.Embedding(VOCAB, CHANNELS)
+        self.mix = Paramixer(CHANNELS, max_len=MAX_LEN, backend="message")
+        self.head = nn.Linear(CHANNELS, CLASSES)
+
+    def forward(self, tokens: torch.Tensor, batch: torch.Tensor, num_seqs: int) -> torch.Tensor:
+        h = self.mix(self.embed(tokens), batch=batch)  # [T, C]
+        pooled = torch.zeros(num_seqs, CHANNELS).index_add_(0, batch, h)
+        counts = torch.bincount(batch, minlength=num_seqs).clamp(min=1)
+        return self.head(pooled / counts[:, None])  # [B, classes]
+
+
+def _dataset() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(123)
+    data = []
+    for _ in range(NUM_SAMPLES):
+        n = int(torch.randint(3, MAX_LEN + 1, (1,), generator=g))
+        x = torch.randint(0, VOCAB, (n,), generator=g)
+        data.append((x, (x == 0).sum() % CLASSES))
+    return data
+
+
+def _collate(items):
+    xs, ys = zip(*items)
+    batch = torch.repeat_interleave(torch.arange(len(xs)), torch.tensor([len(x) for x in xs]))
+    return torch.cat(xs), batch, torch.stack(ys)
+
+
+def _train(info: D.DistInfo, epochs: range, resume: Path | None, save_dir: Path) -> None:
+    """Train ``epochs`` with the documented loss rule; the main rank writes checkpoints."""
+    torch.manual_seed(0)
+    model = TinyVarLenClassifier()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    if resume is not None:
+        state = torch.load(resume, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        assert state["epoch"] == epochs.start - 1
+    ddp = D.wrap_model(model, info)
+    data = _dataset()
+    sampler = BucketSampler([len(x) for x, _ in data], GLOBAL_BATCH, info.world_size, info.rank,
+                            seed=5, bucket_size_multiplier=2)
+    loader = torch.utils.data.DataLoader(data, batch_sampler=sampler, collate_fn=_collate)
+    for epoch in epochs:
+        sampler.set_epoch(epoch)
+        sums = {"loss": 0.0, "count": 0.0}
+        for tokens, batch, y in loader:
+            global_count = D.global_batch_count(len(y), info)
+            logits = ddp(tokens, batch, len(y))
+            loss_sum = nn.functional.cross_entropy(logits, y, reduction="sum")
+            opt.zero_grad()
+            D.scale_loss(loss_sum, global_count, info).backward()
+            opt.step()
+            sums["loss"] += float(loss_sum.detach())
+            sums["count"] += len(y)
+        sums = D.all_reduce_sum(sums, info)
+        if info.is_main:
+            plain = D.unwrap_model(ddp)
+            torch.save({"model": plain.state_dict(), "optimizer": opt.state_dict(),
+                        "epoch": epoch, "metrics": sums}, save_dir / f"epoch{epoch}.pt")
+    D.barrier(info)
+
+
+def _worker(rank: int, port: int, epochs: range, resume: Path | None, save_dir: Path) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
+    torch.set_num_threads(1)
+    info = D.init_distributed("cpu")
+    try:
+        assert info == D.DistInfo(rank, WORLD, rank, torch.device("cpu"), rank == 0, "gloo")
+        # collectives the trainer relies on
+        assert D.global_batch_count(rank + 1, info) == 3
+        assert D.all_reduce_sum({"b": 1.0, "a": rank}, info) == {"a": 1.0, "b": 2.0}
+        assert D.all_reduce_mean({"a": 2.0 * rank}, info) == {"a": 1.0}
+        assert D.broadcast_object({"cfg": rank}, info) == {"cfg": 0}
+        _train(info, epochs, resume, save_dir)
+    finally:
+        D.cleanup(info)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _spawn(epochs: range, resume: Path | None, save_dir: Path) -> None:
+    save_dir.mkdir()
+    mp.spawn(_worker, args=(_free_port(), epochs, resume, save_dir), nprocs=WORLD, join=True)
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k].float() - b[k].float()).abs().max().item() for k in a)
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_and_resume_is_exact(tmp_path: Path):
+    pytest.importorskip("sparsemix", reason="needs sparsemix.Paramixer")
+    # one process, same global batches (no merged tail: NUM_SAMPLES % GLOBAL_BATCH == 0)
+    single = tmp_path / "single"
+    single.mkdir()
+    _train(D.init_distributed("cpu"), range(2), None, single)
+    # two processes, uninterrupted, and resumed from the main rank's epoch-0 checkpoint
+    _spawn(range(2), None, tmp_path / "ddp")
+    _spawn(range(1, 2), tmp_path / "ddp" / "epoch0.pt", tmp_path / "resumed")
+
+    load = lambda p: torch.load(p, weights_only=True)  # noqa: E731
+    for epoch in (0, 1):  # after k = 3 and 6 optimiser steps
+        one, two = load(single / f"epoch{epoch}.pt"), load(tmp_path / "ddp" / f"epoch{epoch}.pt")
+        assert _max_diff(one["model"], two["model"]) <= 1e-6
+        assert two["metrics"]["count"] == NUM_SAMPLES  # every sample once, all-reduced
+        assert two["metrics"]["loss"] == pytest.approx(one["metrics"]["loss"], rel=1e-5)
+    start = load(single / "epoch0.pt")["model"]
+    assert _max_diff(start, load(single / "epoch1.pt")["model"]) > 1e-3  # training moved weights
+    resumed = load(tmp_path / "resumed" / "epoch1.pt")["model"]
+    assert _max_diff(resumed, load(tmp_path / "ddp" / "epoch1.pt")["model"]) <= 1e-6
+    assert not (tmp_path / "resumed" / "epoch0.pt").exists()  # resumed run starts at epoch 1
+
+
+def test_single_process_info_without_torchrun(monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    info = D.init_distributed("cpu")
+    assert info == D.DistInfo(0, 1, 0, torch.device("cpu"), True, None)
+    model = nn.Linear(2, 2)
+    assert D.wrap_model(model, info) is model and D.unwrap_model(model) is model
+    assert D.all_reduce_sum({"x": 2}, info) == {"x": 2.0}
+    assert D.global_batch_count(7, info) == 7
+    loss = torch.tensor(6.0)
+    assert D.scale_loss(loss, 3, info).item() == 2.0  # a plain mean for one process
+    D.barrier(info)
+    D.cleanup(info)
+
+
+def test_incomplete_torchrun_environment_is_named(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(RuntimeError, match="MASTER_ADDR"):
+        D.init_distributed("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match="WORLD_SIZE"):
+        D.init_distributed("cpu")
+
+
+def test_bad_device_is_named():
+    with pytest.raises(ValueError, match="device"):
+        D.init_distributed("mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            D.init_distributed("cuda")
