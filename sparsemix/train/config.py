@@ -1,0 +1,166 @@
+"""The run configuration: one JSON-serialisable dataclass, saved as ``config.json`` in every run."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from ..models import MODELS
+from ..models._sequence_io import POOLINGS
+
+PROTOCOLS = ("chord", "cdil")
+BACKENDS = ("auto", "message", "fused", "sparse")
+SCHEDULERS = ("constant", "cosine")
+WEIGHTS_FROM = ("embedding", "state")
+
+# Fields that may differ when a run is resumed: where/how long/on what it runs, not what it learns.
+RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_s", "quiet",
+                              "eval_batch_size", "backend", "deterministic"})
+
+
+class RunError(RuntimeError):
+    """A user-facing problem with a run folder or checkpoint (the CLI prints it as one line)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run. ``sparsemix train --help`` documents each field."""
+
+    task: str = ""
+    out: str = ""
+    length: Optional[int] = None
+    epochs: int = 10
+    seed: int = 0
+    protocol: str = "chord"
+    backend: str = "auto"
+    device: str = "auto"
+    train_size: Optional[int] = None
+    val_size: Optional[int] = None
+    test_size: Optional[int] = None
+    fasta: list[str] = field(default_factory=list)
+    batch_size: int = 32
+    lr: float = 1e-3
+    dropout: float = 0.0
+    channels: int = 32
+    num_layers: int = 1
+    hidden_channels: Optional[int] = None
+    pooling: str = "mean"
+    model: str = "paramixer"
+    positional: bool = True
+    weights_from: str = "embedding"
+    num_heads: int = 1
+    weight_decay: float = 0.0
+    scheduler: str = "constant"
+    clip_grad: Optional[float] = 1.0
+    deterministic: bool = False
+    resume: bool = False
+    max_steps_per_epoch: Optional[int] = None
+    time_budget_s: Optional[float] = None
+    eval_batch_size: Optional[int] = None
+    reverse_complement: bool = False
+    quiet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # -- checks --------------------------------------------------------------------------------
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the option for any value that cannot work. Returns self."""
+        if not self.task:
+            raise ValueError("--task is required")
+        if not self.out:
+            raise ValueError("--out is required")
+        _int("--length", self.length, 2, optional=True)
+        _int("--epochs", self.epochs, 1)
+        _int("--seed", self.seed, 0)
+        for name in ("train_size", "val_size", "test_size", "max_steps_per_epoch",
+                     "eval_batch_size", "hidden_channels"):
+            _int("--" + name.replace("_", "-"), getattr(self, name), 1, optional=True)
+        _int("--batch-size", self.batch_size, 1)
+        _int("--channels", self.channels, 1)
+        _int("--num-layers", self.num_layers, 1)
+        _int("--num-heads", self.num_heads, 1)
+        _choice("--protocol", self.protocol, PROTOCOLS)
+        _choice("--backend", self.backend, BACKENDS)
+        _choice("--pooling", self.pooling, POOLINGS)
+        _choice("--model", self.model, MODELS)
+        _choice("--scheduler", self.scheduler, SCHEDULERS)
+        _choice("--weights-from", self.weights_from, WEIGHTS_FROM)
+        if not (isinstance(self.device, str) and (self.device in ("auto", "cpu")
+                                                  or self.device.startswith("cuda"))):
+            raise ValueError(f"--device must be auto, cpu or cuda[:i], got {self.device!r}")
+        _float("--lr", self.lr, 0.0, strict=True)
+        _float("--weight-decay", self.weight_decay, 0.0)
+        _float("--dropout", self.dropout, 0.0)
+        if self.dropout >= 1.0:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.clip_grad is not None:
+            _float("--clip-grad", self.clip_grad, 0.0)
+        if self.time_budget_s is not None:
+            _float("--time-budget-s", self.time_budget_s, 0.0, strict=True)
+        if not isinstance(self.fasta, list) or not all(isinstance(f, str) for f in self.fasta):
+            raise ValueError(f"--fasta must be a list of LABEL=PATH strings, got {self.fasta!r}")
+        if not isinstance(self.extra, dict):
+            raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+        try:
+            json.dumps(self.to_dict())
+        except TypeError as err:
+            raise ValueError(f"the config must be JSON-serialisable: {err}") from None
+        return self
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RunError(f"{source}: unknown config fields {unknown}")
+        return cls(**data)
+
+    def save(self, path: "str | Path") -> None:
+        from .checkpoint import atomic_write_text
+
+        atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: "str | Path") -> "TrainConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise RunError(f"{path} does not exist: not a run folder (no config.json)")
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise RunError(f"{path} is not valid JSON (line {err.lineno}): {err.msg}") from None
+        return cls.from_dict(data, source=str(path))
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that define what the run learns (all except :data:`RESUMABLE_FIELDS`)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RESUMABLE_FIELDS}
+
+    def differences(self, other: "TrainConfig") -> list[str]:
+        """``["field: A != B", ...]`` over :meth:`identity` fields."""
+        a, b = self.identity(), other.identity()
+        return [f"{k}: {a[k]!r} != {b.get(k)!r}" for k in a if a[k] != b.get(k)]
+
+
+def _int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _float(name: str, value: Any, minimum: float, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < minimum or (strict and value == minimum):
+        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {minimum}, "
+                         f"got {value!r}")
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
