@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # matplotlib is an optional extra, imported lazily
     from matplotlib.colors import Normalize
 
 __all__ = ["draw_factor", "draw_network", "draw_reachability", "draw_matrix", "edge_collection",
-           "signed_norm"]
+           "signed_norm", "pyplot"]
 
 EDGE_GID = "topology-edges"  # gid of the LineCollection holding one segment per edge
 MIN_ALPHA = 0.35  # no edge may vanish: the weakest edge keeps this alpha ...
@@ -50,7 +50,7 @@ _ArrayLike = Union[Tensor, np.ndarray]
 
 
 # ---- helpers --------------------------------------------------------------------------------------
-def _pyplot():
+def pyplot():
     """pyplot, on the non-interactive Agg backend when no display exists and nothing was chosen yet."""
     import matplotlib
 
@@ -123,7 +123,7 @@ def edge_collection(ax: "Axes") -> "LineCollection":
 def _new_axes(ax: Optional["Axes"], figsize: tuple[float, float]) -> "Axes":
     if ax is not None:
         return ax
-    _, ax = _pyplot().subplots(figsize=figsize, layout="constrained")
+    _, ax = pyplot().subplots(figsize=figsize, layout="constrained")
     return ax
 
 
@@ -396,8 +396,6 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
     if wrap:  # the seam of the cylinder: wrapped edges leave on one side, come back on the other
         for border in (-0.5, n - 0.5):
             ax.axhline(border, color="0.6", lw=0.6, ls=(0, (4, 4)), zorder=0)
-        ax.text(mm + 0.25, n - 0.5, "wraps to\nbottom", fontsize=6, color="0.4", ha="left", va="center")
-        ax.text(mm + 0.25, -0.5, "wraps to\ntop", fontsize=6, color="0.4", ha="left", va="center")
     show_labels = n <= 32 if labels is None else labels
     size = 60 if n <= 32 else max(1.0, 600.0 / n)
     for m in range(mm + 1):
@@ -410,9 +408,10 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
             ax.text(-0.15, y[i], str(i), ha="right", va="center", fontsize=7)
     ax.set_xticks(range(mm + 1), ["input"] + [f"after W{m + 1}" for m in range(mm)], fontsize=8)
     ax.set_yticks([])
-    for side in ("left", "right", "top"):
+    ax.tick_params(axis="x", length=0)
+    for side in ("left", "right", "top", "bottom"):
         ax.spines[side].set_visible(False)
-    ax.set_xlim(-0.5, mm + (0.6 if wrap else 0.3))
+    ax.set_xlim(-0.5, mm + 0.3)
     ax.set_ylim(-0.6, n - 0.4)
     if weights is not None and colorbar:
         from matplotlib.cm import ScalarMappable
@@ -423,6 +422,8 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
         title = f"{topo.name.upper()} N={n}: {mm} factors unrolled ({mm} x {n * k} edges)"
         if highlight is not None:
             title += f"\npaths from input {highlight}: reaches {int(reached[-1].sum())}/{n} outputs"
+        if wrap:
+            title += "\n(drawn on a cylinder: edges crossing the dashed seam wrap around mod N)"
     ax.set_title(title, fontsize=10)
     return ax
 
@@ -455,10 +456,13 @@ def draw_reachability(topo: Topology, factors: Optional[Sequence[int]] = None, a
         if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= topo.num_factors:
             raise ValueError(f"factors must hold ints in [1, {topo.num_factors}], got {c!r}")
     if axes is None:
-        cols = len(factors)
-        fig, axes = _pyplot().subplots(1, cols, figsize=(2.3 * cols + 0.4, 2.9), layout="constrained",
-                                       squeeze=False)
-        axes = list(axes[0])
+        cols = min(len(factors), 4)
+        rows = -(-len(factors) // cols)
+        fig, grid = pyplot().subplots(rows, cols, figsize=(2.5 * cols + 0.4, 2.7 * rows + 0.4),
+                                      layout="constrained", squeeze=False)
+        for ax in grid.flat[len(factors):]:
+            ax.set_visible(False)
+        axes = list(grid.flat[:len(factors)])
         fig.suptitle(title or f"{topo.name.upper()} N={n}: which inputs j reach output i after m factors",
                      fontsize=10)
     elif len(axes) != len(factors):
@@ -466,10 +470,10 @@ def draw_reachability(topo: Topology, factors: Optional[Sequence[int]] = None, a
     for ax, c in zip(axes, factors):
         reach = topo.reachability(num_factors=c).cpu().numpy()
         filled = reach.mean()
-        ax.imshow(reach, cmap="Blues", vmin=0, vmax=1.25, interpolation="nearest")
-        done = " (complete)" if reach.all() else ""
-        ax.set_title(f"m = {c}: {100 * filled:.0f}%{done}", fontsize=9,
-                     color="#08306b" if reach.all() else "black")
+        ax.imshow(reach, cmap="Blues", vmin=0, vmax=1.25,
+                  interpolation="nearest" if n <= 128 else "antialiased")
+        text = "100% (complete)" if reach.all() else f"{min(99.9, 100 * filled):.1f}%"  # never round up
+        ax.set_title(f"m = {c}: {text}", fontsize=9, color="#08306b" if reach.all() else "black")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("input j", fontsize=7)
