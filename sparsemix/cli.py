@@ -1,0 +1,186 @@
+"""``sparsemix`` command line: ``train`` and ``evaluate`` (also ``python -m sparsemix``).
+
+Exit status: 0 on success, 2 on bad input (one line on stderr, nothing overwritten), 130 after
+Ctrl-C (a resumable ``last.pt`` has been written first).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and names ``--help``)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _task_names() -> str:
+    from .tasks import TASKS, load_all
+
+    load_all()
+    return ", ".join(sorted(TASKS)) or "(none registered)"
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+    return value
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _optional_float(text: str) -> Optional[float]:
+    return None if text.lower() in ("none", "off", "0") else _positive_float(text)
+
+
+# (flags, field, type, help). Defaults come from TrainConfig; argparse only records what was given.
+_TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
+    (["--task"], "task", str, "task to train on: {tasks}"),
+    (["--out"], "out", str, "run folder (config.json, metrics.jsonl, last.pt, best.pt, results.json)"),
+    (["--length"], "length", int, "sequence length N (fixed-length tasks) or maximum length "
+                                  "(variable-length tasks); default: the task's own"),
+    (["--epochs"], "epochs", int, "number of epochs (with --resume: train up to this many)"),
+    (["--seed"], "seed", int, "seed for data generation, initialisation, batch order and dropout"),
+    (["--resume"], "resume", None, "continue the run in --out from last.pt (options not given are "
+                                   "taken from its config.json; changing what the run learns is an "
+                                   "error)"),
+    (["--protocol"], "protocol", str, "Paramixer sparsity protocol: chord or cdil"),
+    (["--backend"], "backend", str, "Paramixer kernel: auto, message, fused or sparse"),
+    (["--device"], "device", str, "auto, cpu, cuda or cuda:i (under torchrun: cuda = cuda:LOCAL_RANK)"),
+    (["--train-size"], "train_size", int, "training sequences (default: the task's own)"),
+    (["--val-size"], "val_size", int, "validation sequences (model selection; default: the task's)"),
+    (["--test-size"], "test_size", int, "test sequences (evaluated once at the end)"),
+    (["--fasta"], "fasta", str, "LABEL=PATH FASTA files for --task fasta (repeatable)"),
+    (["--batch-size"], "batch_size", int, "GLOBAL batch size, split across torchrun ranks"),
+    (["--lr"], "lr", _positive_float, "Adam learning rate"),
+    (["--dropout"], "dropout", _positive_float, "dropout on the embedding and block outputs, in [0, 1)"),
+    (["--model"], "model", str, "paramixer, transformer (dense SDPA baseline) or cdil-cnn (baseline)"),
+    (["--channels"], "channels", int, "model width C"),
+    (["--num-layers"], "num_layers", int, "Paramixer blocks / Transformer layers (CDIL-CNN uses "
+                                          "ceil(log2 N) blocks, its full receptive field)"),
+    (["--hidden-channels"], "hidden_channels", int, "MLP width h (default: --channels)"),
+    (["--pooling"], "pooling", str, "mean, cls or flatten (flatten: fixed length only; a "
+                                    "position-specific head, can solve Adding without any mixing)"),
+    (["--positional"], "positional", _bool, "learned position embedding, true/false"),
+    (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: embedding (the "
+                                              "paper) or state (the block's input)"),
+    (["--num-heads"], "num_heads", int, "attention heads (transformer)"),
+    (["--weight-decay"], "weight_decay", _positive_float, "Adam weight decay"),
+    (["--scheduler"], "scheduler", str, "learning-rate schedule: constant or cosine (per step)"),
+    (["--clip-grad"], "clip_grad", _optional_float, "gradient-norm clipping (0 or none: off)"),
+    (["--deterministic"], "deterministic", None, "forbid nondeterministic kernels "
+                                                 "(torch.use_deterministic_algorithms)"),
+    (["--max-steps-per-epoch"], "max_steps_per_epoch", int, "cap on optimiser steps per epoch"),
+    (["--time-budget-s"], "time_budget_s", _positive_float, "stop training after this many seconds "
+                                                            "of training steps, then test the best model"),
+    (["--eval-batch-size"], "eval_batch_size", int, "batch size for validation/test "
+                                                    "(default: --batch-size)"),
+    (["--reverse-complement"], "reverse_complement", None, "DNA tasks: reverse-complement augmentation"),
+    (["--quiet"], "quiet", None, "no progress bar or per-epoch lines (bars only show on a terminal)"),
+    (["--extra"], "extra", json.loads, "JSON object of task/model extras, e.g. '{\"varlen_base\": 64}'"),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .train import TrainConfig
+
+    defaults = TrainConfig()
+    parser = _Parser(prog="sparsemix", description="Paramixer sparse-factor sequence mixing: train "
+                     "and evaluate models. Every run lives in one folder (--out).")
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate}", parser_class=_Parser)
+    sub.required = True
+
+    tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun as DDP)",
+                        description="Train a model on a task; the model is chosen on the validation "
+                        "split and the test split is evaluated once at the end. Ctrl-C saves a "
+                        "resumable last.pt and exits with status 130.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tasks = None
+    for flags, name, typ, help_text in _TRAIN_OPTIONS:
+        if "{tasks}" in help_text:
+            tasks = tasks or _task_names()
+            help_text = help_text.format(tasks=tasks)
+        default = getattr(defaults, name)
+        shown = f" (default: {default})" if default not in (None, "", [], {}) else ""
+        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text + shown)
+        if typ is None:
+            kwargs["action"] = "store_true"
+        elif name == "fasta":
+            kwargs.update(nargs="+", action="extend", metavar="LABEL=PATH")
+        else:
+            kwargs["type"] = typ
+        tr.add_argument(*flags, **kwargs)
+    tr.formatter_class = argparse.HelpFormatter  # defaults are already in the texts
+
+    ev = sub.add_parser("evaluate", help="evaluate a run's best (or last) model on a split",
+                        description="Print the metrics of a trained run as JSON.")
+    ev.add_argument("--out", required=True, help="run folder written by `sparsemix train`")
+    ev.add_argument("--split", default="test", help="train, val or test (default: test)")
+    ev.add_argument("--which", default="best", help="best or last checkpoint (default: best)")
+    ev.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
+    return parser
+
+
+def _train_config(given: dict[str, Any]):
+    from .train import RunError, TrainConfig
+
+    if given.get("resume"):
+        if "out" not in given:
+            raise ValueError("--resume needs --out")
+        saved = TrainConfig.load(Path(given["out"]) / "config.json")
+        data = saved.to_dict()
+        data.update(given)
+        return TrainConfig.from_dict(data)
+    missing = [f"--{k}" for k in ("task", "out") if k not in given]
+    if missing:
+        raise ValueError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} required")
+    try:
+        return TrainConfig(**given)
+    except TypeError as err:  # pragma: no cover - the parser only passes known fields
+        raise RunError(str(err)) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = vars(parser.parse_args(argv))
+    command = args.pop("command")
+    from .train import RunError, TrainingInterrupted, evaluate, train
+
+    try:
+        if command == "train":
+            results = train(_train_config(args))
+            print(json.dumps({"out": args.get("out") or results.get("out"),
+                              "test": {k: v for k, v in results["test"].items()
+                                       if k != "per_class"}}))
+        else:
+            print(json.dumps(evaluate(args["out"], args["split"], args["which"], args["device"]),
+                             indent=2))
+    except TrainingInterrupted as err:
+        print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ValueError, RunError, FileNotFoundError) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"sparsemix {command}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
