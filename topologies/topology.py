@@ -123,14 +123,15 @@ class Topology:
         The factors are circulant, so one row determines the whole support.
         """
         count = self.num_factors if num_factors is None else num_factors
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= self.num_factors:
+            raise ValueError(f"num_factors must be an int in [0, {self.num_factors}], got {num_factors!r}")
         reach = torch.zeros(self.num_nodes, dtype=torch.bool, device=self.device)
         reach[0] = True
-        nodes = torch.arange(self.num_nodes, device=self.device)
         for m in range(count):
-            new = torch.zeros_like(reach)
-            for o in self.shifts(m):
-                new |= reach[(nodes - o) % self.num_nodes]  # d reachable if d - o was
-            reach = new | reach
+            new = reach.clone()  # the residual keeps what was reached
+            for o in set(self.shifts(m)) - {0}:
+                new |= torch.roll(reach, o)  # d reachable if d - o was (roll: no int64 % per call)
+            reach = new
         return reach
 
     def reachability(self, num_factors: Optional[int] = None) -> Tensor:
