@@ -250,6 +250,9 @@ def draw_factor(topo: Topology, m: int = 0, weights: Optional[_ArrayLike] = None
         colors, widths, order = _style_by_weight(w, norm, cmap, max_width)
     lines = LineCollection(segments[order], colors=colors[order], linewidths=widths[order],
                            capstyle="round", zorder=1)
+    if weights is not None:  # colours are explicit; the scale rides along for colorbars and tests
+        lines.set_cmap(cmap)
+        lines.set_norm(norm)
     ax.add_collection(_edges(lines, edge_ids[order]))
 
     pos = _circle_positions(n)
@@ -271,8 +274,8 @@ def draw_factor(topo: Topology, m: int = 0, weights: Optional[_ArrayLike] = None
     elif colorbar:
         from matplotlib.cm import ScalarMappable
 
-        mappable = ScalarMappable(norm=norm, cmap=cmap)
-        ax.figure.colorbar(mappable, ax=ax, shrink=0.75, label="weight w[i, k] (0 = centre)")
+        ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.75,
+                           label="weight w[i, k] (0 = centre)")
 
     loops = int((topo.edge_index(m)[0] == topo.edge_index(m)[1]).sum())
     if title is None:
@@ -391,6 +394,9 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
         widths[~on_path] = MIN_WIDTH if n <= 64 else 0.2
         order = np.concatenate([order[~on_path[order]], order[on_path[order]]])  # paths on top
     lines = LineCollection(segments[order], colors=colors[order], linewidths=widths[order], zorder=1)
+    if norm is not None:
+        lines.set_cmap(cmap)
+        lines.set_norm(norm)
     ax.add_collection(_edges(lines, edge_ids[order]))
 
     if wrap:  # the seam of the cylinder: wrapped edges leave on one side, come back on the other
