@@ -194,7 +194,8 @@ def sample_split(
         for label in labels:
             mine = [r for r in regions[split] if r.label == label]
             if not mine and sizes[split]:
-                raise ValueError(f"class {label!r} has no sequence in the {split} split")
+                raise ValueError(f"class {label!r} has no sequence in the {split} split (too few "
+                                 "files or records too short for this split and gap)")
             frags += sample_fragments(
                 mine, store, sizes[split], min_length, max_length,
                 generator_for(task, split, label, seed), max_n_fraction=max_n_fraction)
