@@ -1,4 +1,4 @@
-"""The paper's synthetic tasks (method.md §11): Adding, Temporal Order and variable-length Adding.
+r"""The paper's synthetic tasks (method.md §11): Adding, Temporal Order and variable-length Adding.
 
 Every generator is exact and seeded: the same ``(n_seq, N, seed)`` always gives the same tensors.
 

@@ -1,0 +1,149 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from sparsemix.tasks import register_task
+from sparsemix.tasks.base import TASKS, TaskData
+from sparsemix.tasks.synthetic import SequenceDataset, temporal_order
+from sparsemix.train import (RunError, TrainConfig, TrainingInterrupted, evaluate, load_model,
+                             predict, train)
+from sparsemix.train.checkpoint import load_checkpoint
+
+TINY = dict(length=16, train_size=64, val_size=32, test_size=32, batch_size=16, channels=8,
+            quiet=True)
+
+
+def _cfg(tmp_path, name, **kw):
+    return TrainConfig(**{"task": "order", "out": str(tmp_path / name), **TINY, **kw})
+
+
+def _weights(out, which="last"):
+    return load_checkpoint(os.path.join(out, f"{which}.pt"))["model"]
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _log(out):
+    return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+
+
+def test_learning_happens(tmp_path):
+    # Temporal Order needs mixing (mean pooling cannot tell XY from YX without it); N = 8 is quick
+    cfg = TrainConfig(task="order", out=str(tmp_path / "a"), length=8, train_size=256,
+                      val_size=128, test_size=128, batch_size=32, channels=16, epochs=5, lr=3e-3,
+                      quiet=True)
+    results = train(cfg)
+    log = _log(cfg.out)
+    assert [r["epoch"] for r in log] == list(range(1, 6))
+    assert log[-1]["train_loss"] < 0.6 * log[0]["train_loss"]
+    assert results["test"]["accuracy"] > 0.5  # chance is 0.25
+    assert 0.5 < results["test"]["roc_auc"] <= 1.0
+    assert results["best_epoch"] == max(log, key=lambda r: r["val_accuracy"])["epoch"]  # on val
+    for name in ("config.json", "metrics.jsonl", "last.pt", "best.pt", "results.json"):
+        assert (tmp_path / "a" / name).exists()
+    ck = load_checkpoint(tmp_path / "a" / "best.pt")
+    assert {"model", "optimizer", "scheduler", "rng", "epoch", "config"} <= set(ck)
+    assert json.load(open(tmp_path / "a" / "results.json"))["test"] == results["test"]
+    # the public API reloads the run
+    model, loaded_cfg, task = load_model(cfg.out)
+    assert loaded_cfg.to_dict() == cfg.to_dict() and not model.training
+    pred = predict(cfg.out, "test")
+    assert pred["probs"].shape == (128, 4) and pred["labels"].shape == (128,)
+    torch.testing.assert_close(pred["probs"].sum(1), torch.ones(128))
+    assert evaluate(cfg.out, "test")["accuracy"] == results["test"]["accuracy"]
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = _cfg(tmp_path, "full", epochs=2, dropout=0.1)
+    train(full)
+    part = _cfg(tmp_path, "part", epochs=1, dropout=0.1)
+    train(part)
+    train(TrainConfig(**{**part.to_dict(), "epochs": 2, "resume": True}))
+    _assert_same_weights(_weights(full.out), _weights(part.out))
+    assert [r["train_loss"] for r in _log(full.out)] == [r["train_loss"] for r in _log(part.out)]
+    assert json.load(open(os.path.join(part.out, "config.json")))["epochs"] == 2
+
+
+class _InterruptingDataset(SequenceDataset):
+    """Sends SIGINT to this process when training item number ``at`` is read."""
+
+    def __init__(self, x, y, at):
+        super().__init__(x, y)
+        self.reads, self.at = 0, at
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.reads == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return super().__getitem__(i)
+
+
+if "test-interrupting-order" not in TASKS:
+    @register_task("test-interrupting-order")
+    def _build(cfg) -> TaskData:
+        split = lambda n, s: temporal_order(n, cfg.length, cfg.seed + s)  # noqa: E731
+        at = cfg.extra.get("interrupt_at", 0)
+        return TaskData(train=_InterruptingDataset(*split(cfg.train_size, 0), at=at),
+                        val=SequenceDataset(*split(cfg.val_size, 1)),
+                        test=SequenceDataset(*split(cfg.test_size, 2)),
+                        kind="classification", num_classes=4, input="tokens",
+                        max_len=cfg.length, vocab_size=6)
+
+
+def test_sigint_mid_epoch_saves_and_resumes_exactly(tmp_path):
+    kw = dict(task="test-interrupting-order", epochs=2, dropout=0.1)
+    full = _cfg(tmp_path, "full", **kw)
+    train(full)
+    # item 88 is read in step 2 of epoch 2 (64 items per epoch, 16 per step)
+    cut = _cfg(tmp_path, "cut", **kw, extra={"interrupt_at": 88})
+    with pytest.raises(TrainingInterrupted):
+        train(cut)
+    ck = load_checkpoint(os.path.join(cut.out, "last.pt"))
+    assert (ck["epoch"], ck["step_in_epoch"]) == (1, 2)
+    train(TrainConfig(**{**cut.to_dict(), "resume": True}))
+    _assert_same_weights(_weights(full.out), _weights(cut.out))
+
+
+def test_bad_runs_are_refused_and_nothing_is_overwritten(tmp_path):
+    cfg = _cfg(tmp_path, "r", epochs=1)
+    train(cfg)
+    before = {n: (tmp_path / "r" / n).read_bytes() for n in ("config.json", "last.pt", "best.pt")}
+    with pytest.raises(RunError, match="already holds a run"):
+        train(cfg)
+    with pytest.raises(RunError, match="different run"):
+        train(TrainConfig(**{**cfg.to_dict(), "lr": 0.5, "resume": True}))
+    with pytest.raises(ValueError, match="--task"):
+        train(TrainConfig(**{**cfg.to_dict(), "task": "nope", "out": str(tmp_path / "n")}))
+    with pytest.raises(ValueError, match="--length"):
+        train(TrainConfig(**{**cfg.to_dict(), "length": -4, "out": str(tmp_path / "n")}))
+    assert not (tmp_path / "n").exists()
+    assert {n: (tmp_path / "r" / n).read_bytes() for n in before} == before
+    # a truncated checkpoint is reported as such
+    (tmp_path / "r" / "last.pt").write_bytes(before["last.pt"][: len(before["last.pt"]) // 2])
+    with pytest.raises(RunError, match="truncated"):
+        train(TrainConfig(**{**cfg.to_dict(), "epochs": 2, "resume": True}))
+    os.remove(tmp_path / "r" / "last.pt")
+    with pytest.raises(RunError, match="does not exist"):
+        train(TrainConfig(**{**cfg.to_dict(), "epochs": 2, "resume": True}))
+    # a checkpoint from another config
+    other = _cfg(tmp_path, "other", epochs=1, channels=4)
+    train(other)
+    os.replace(tmp_path / "other" / "best.pt", tmp_path / "r" / "best.pt")
+    with pytest.raises(RunError, match="different config"):
+        load_model(cfg.out)
+
+
+def test_variable_length_and_baselines_train(tmp_path):
+    for model in ("paramixer", "transformer", "cdil-cnn"):
+        cfg = TrainConfig(task="adding-varlen", out=str(tmp_path / model), model=model, length=48,
+                          train_size=32, val_size=16, test_size=16, batch_size=16, channels=8,
+                          epochs=1, quiet=True)
+        res = train(cfg)
+        assert res["test"]["count"] == 16 and res["test"]["mse"] == res["test"]["mse"]  # not NaN
