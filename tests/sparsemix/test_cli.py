@@ -1,0 +1,100 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sparsemix.cli import _TRAIN_OPTIONS, main
+from sparsemix.train.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--length", "8", "--train-size", "32", "--val-size", "16", "--test-size", "16",
+        "--batch-size", "16", "--channels", "8", "--quiet"]
+CONTRACT = ["--task", "--out", "--length", "--epochs", "--seed", "--resume", "--protocol",
+            "--backend", "--device", "--train-size", "--val-size", "--test-size", "--fasta",
+            "--batch-size", "--lr", "--dropout"]
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    for flag in CONTRACT + [f for flags, *_ in _TRAIN_OPTIONS for f in flags]:
+        assert flag in text, flag
+    for flags, _, _, help_text in _TRAIN_OPTIONS:
+        assert len(help_text) > 10, flags  # every option says what it does
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--split" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--task", "nope", "--out", "{d}"], "--task must be one of"),
+    (["train", "--task", "adding", "--out", "{d}", "--length", "-3"], "--length"),
+    (["train", "--task", "adding", "--out", "{d}", "--bogus"], "unrecognized arguments"),
+    (["train", "--task", "adding", "--out", "{d}", "--pooling", "max"], "--pooling"),
+    (["train", "--out", "{d}", "--resume"], "config.json does not exist"),
+    (["evaluate", "--out", "{d}"], "config.json does not exist"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
+    out = tmp_path / "run"
+    argv = [a.replace("{d}", str(out)) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_train_evaluate_and_resume_from_the_command_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--task", "order", "--out", out, "--epochs", "1", *TINY]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert 0.0 <= printed["test"]["accuracy"] <= 1.0
+    # --resume takes the saved config; only --epochs is new
+    assert main(["train", "--out", out, "--resume", "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert load_checkpoint(os.path.join(out, "last.pt"))["epoch"] == 2
+    assert main(["evaluate", "--out", out, "--split", "val"]) == 0
+    assert json.loads(capsys.readouterr().out)["split"] == "val"
+    assert main(["train", "--out", out, "--resume", "--channels", "4"]) == 2
+    assert "different run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_sigint_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "sparsemix", "train", "--task", "order", "--out", str(out),
+           "--epochs", "1000", *TINY]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            log = out / "metrics.jsonl"
+            if log.exists() and log.read_text().count("\n") >= 1:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "--resume" in err
+    ck = load_checkpoint(out / "last.pt")
+    assert ck["epoch"] >= 1 and ck["config"]["epochs"] == 1000
+    done = ck["epoch"] + 1
+    assert main(["train", "--out", str(out), "--resume", "--epochs", str(done)]) == 0
+    assert load_checkpoint(out / "last.pt")["epoch"] == done
+    assert (out / "results.json").exists()
