@@ -246,6 +246,7 @@ def train(cfg: TrainConfig) -> dict:
 def _train(cfg: TrainConfig, info: DistInfo) -> dict:
     out = Path(cfg.out)
     ckpt = _prepare_run(cfg)
+    barrier(info)  # every rank checked the folder before rank 0 writes into it
     seed_everything(cfg.seed, cfg.deterministic)
     task = build_task(cfg.task, cfg)
     device = info.device
