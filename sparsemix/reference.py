@@ -15,13 +15,15 @@ from topologies import Topology
 def dense_factor(topology: Topology, m: int, weights: Tensor) -> Tensor:
     """W^(m) as dense [*, N, N] from weights [*, N, K]: ``W[i, (i + o_k) mod N] += w[i, k]``."""
     n, k = topology.num_nodes, topology.num_slots
+    if weights.shape[-2:] != (n, k):
+        raise ValueError(f"weights must be [*, {n}, {k}], got {list(weights.shape)}")
     lead = weights.shape[:-2]
     flat = weights.reshape(-1, n, k)  # [*, N, K] -> [P, N, K]
     out = weights.new_zeros(flat.size(0), n, n)
-    src = topology.source_index(m).to(weights.device)
-    for i in range(n):  # plain loops: the point of this module is to be obviously right
-        for slot in range(k):
-            out[:, i, src[i, slot]] += flat[:, i, slot]
+    rows = torch.arange(n, device=weights.device)[:, None].expand(n, k)  # target i of entry (i, k)
+    cols = topology.source_index(m).to(weights.device)  # source (i + o_k) mod N of entry (i, k)
+    for p in range(flat.size(0)):  # accumulate=True sums duplicate (i, j) entries, as W's definition says
+        out[p].index_put_((rows, cols), flat[p], accumulate=True)
     return out.reshape(*lead, n, n)
 
 

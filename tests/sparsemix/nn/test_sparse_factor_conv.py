@@ -1,0 +1,119 @@
+import pytest
+import torch
+from torch_geometric import EdgeIndex
+
+import topologies
+from sparsemix import SparseFactorConv
+from sparsemix import reference as R
+
+SIZES = [1, 2, 3, 13, 16, 1000, 1024]
+PROTOCOLS = ["chord", "cdil"]
+
+
+def make(protocol, n, channels=4, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    topo = topologies.get(protocol, n)
+    conv = SparseFactorConv(channels, topo.num_slots, hidden_channels=6).to(dtype)
+    return topo, conv
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("n", SIZES)
+def test_matches_dense_reference_fp64(protocol, n):
+    topo, conv = make(protocol, n)
+    m = topo.num_factors - 1  # the last factor has the most duplicate columns in CDIL
+    v = torch.randn(2, n, 4, dtype=torch.float64)
+    out, weights = conv(v, topo.edge_index(m), topo.slot(m), return_weights=True)
+    expected = R.factor(topo, m, conv.mlp(v), v)
+    assert weights.shape == (2, n, topo.num_slots)
+    assert torch.allclose(out, expected, rtol=1e-10, atol=1e-12 * expected.abs().max().item())
+    # the returned weights are exactly the values used
+    assert torch.allclose(out, R.factor(topo, m, weights, v), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_matches_dense_reference_fp32(protocol):
+    topo, conv = make(protocol, 13, dtype=torch.float32)
+    v = torch.randn(3, 13, 4)
+    out = conv(v, topo.edge_index(0), topo.slot(0))
+    expected = R.factor(topo, 0, conv.mlp(v), v)
+    assert torch.allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_gradcheck(protocol):
+    topo, conv = make(protocol, 5, channels=3)
+    v = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    m = topo.num_factors - 1
+    assert torch.autograd.gradcheck(lambda v, x: conv(v, topo.edge_index(m), topo.slot(m), x=x), (v, x))
+
+
+def test_x_defaults_to_v_and_can_differ():
+    topo, conv = make("chord", 16)
+    v = torch.randn(16, 4, dtype=torch.float64)
+    ei, slot = topo.edge_index(1), topo.slot(1)
+    assert torch.equal(conv(v, ei, slot), conv(v, ei, slot, x=v))
+    assert not torch.allclose(conv(v, ei, slot), conv(v, ei, slot, x=torch.randn_like(v)))
+
+
+def test_static_batch_equals_loop():
+    topo, conv = make("cdil", 13)
+    v = torch.randn(3, 13, 4, dtype=torch.float64)
+    ei, slot = topo.edge_index(2), topo.slot(2)
+    batched = conv(v, ei, slot)
+    looped = torch.stack([conv(vb, ei, slot) for vb in v])
+    assert torch.allclose(batched, looped, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_edge_permutation_invariance(protocol):
+    topo, conv = make(protocol, 16)
+    v = torch.randn(16, 4, dtype=torch.float64)
+    m = topo.num_factors - 1
+    ei, slot = topo.edge_index(m), topo.slot(m)
+    perm = torch.randperm(ei.size(1))
+    out = conv(v, ei, slot)
+    permuted = conv(v, ei[:, perm], slot[perm])
+    assert torch.allclose(out, permuted, rtol=1e-12, atol=1e-14)
+    # permuting edges WITHOUT their slots must change the result (the test can fail)
+    assert not torch.allclose(out, conv(v, ei[:, perm], slot))
+
+
+def test_accepts_pyg_edge_index():
+    topo, conv = make("chord", 13)
+    v = torch.randn(13, 4, dtype=torch.float64)
+    ei = topo.edge_index(0)
+    wrapped = EdgeIndex(ei, sparse_size=(13, 13))
+    assert torch.allclose(conv(v, wrapped, topo.slot(0)), conv(v, ei, topo.slot(0)), rtol=1e-12, atol=0)
+
+
+def test_accepts_torch_sparse_adj_t():
+    torch_sparse = pytest.importorskip("torch_sparse")
+    topo, conv = make("cdil", 16)
+    v = torch.randn(16, 4, dtype=torch.float64)
+    m = topo.num_factors - 1  # duplicates: the adjacency must not merge them
+    src, dst = topo.edge_index(m)
+    adj_t = torch_sparse.SparseTensor(row=dst, col=src, value=topo.slot(m), sparse_sizes=(16, 16))
+    assert torch.allclose(conv(v, adj_t), conv(v, topo.edge_index(m), topo.slot(m)), rtol=1e-12, atol=1e-14)
+
+
+def test_bad_input_names_the_argument():
+    topo, conv = make("chord", 8)
+    v = torch.randn(8, 4, dtype=torch.float64)
+    with pytest.raises(ValueError, match="x must have the same leading shape"):
+        conv(v, topo.edge_index(0), topo.slot(0), x=torch.randn(7, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"x must have shape \[\.\.\., N, 4\]"):
+        conv(torch.randn(8, 5, dtype=torch.float64), topo.edge_index(0), topo.slot(0))
+    with pytest.raises(ValueError, match="slot must be"):
+        conv(v, topo.edge_index(0), topo.slot(0)[:-1])
+    with pytest.raises(ValueError, match="edge_index must be"):
+        conv(v, topo.edge_index(0)[0], topo.slot(0))
+
+
+def test_repr_and_reset():
+    _, conv = make("chord", 16)
+    assert repr(conv) == "SparseFactorConv(4, num_slots=5, hidden_channels=6)"
+    before = conv.mlp[2].weight.clone()
+    conv.reset_parameters()
+    assert not torch.equal(before, conv.mlp[2].weight)
