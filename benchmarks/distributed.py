@@ -141,8 +141,8 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32, help="global batch")
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--steps", type=int, default=15)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backend", default="auto")
     # worker-only

@@ -206,6 +206,15 @@ def broadcast_object(obj: Any, info: DistInfo, src: int = 0) -> Any:
     return box[0]
 
 
+def all_gather_object(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj``, in rank order (e.g. per-rank predictions for an exact AUC)."""
+    if info.backend is None:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def global_batch_count(local_count: int, info: DistInfo) -> int:
     """Samples (or tokens) in this step summed over all ranks: the ``G`` of the loss rule."""
     if info.backend is None:
@@ -225,5 +234,6 @@ def scale_loss(loss_sum: torch.Tensor, global_count: int, info: DistInfo) -> tor
 
 __all__ = [
     "DistInfo", "init_distributed", "cleanup", "barrier", "wrap_model", "unwrap_model",
-    "all_reduce_sum", "all_reduce_mean", "broadcast_object", "global_batch_count", "scale_loss",
+    "all_reduce_sum", "all_reduce_mean", "broadcast_object", "all_gather_object",
+    "global_batch_count", "scale_loss",
 ]

@@ -19,8 +19,9 @@ Guarantees (every epoch, every rank):
   unless ``drop_last=True``, which drops the final short global batch;
 - ``len(sampler)`` (the number of steps) is the same on every rank, and every rank gets at least
   one index per step. For that, a final short global batch with fewer than ``min_batch_size``
-  samples (default: ``num_replicas``) is merged into the global batch of its neighbouring lengths,
-  which then holds more than ``batch_size`` samples. A single process reproduces a P-rank run
+  samples (default: ``num_replicas``) is merged into another global batch (the one before it;
+  for buckets, the one of the closest mean length), which then holds more than ``batch_size``
+  samples. A single process reproduces a P-rank run
   step for step by passing ``min_batch_size=P``; with the default the two coincide whenever
   ``len(data) % batch_size`` is 0 or at least P;
 - batches depend only on ``(seed, epoch)`` and the constructor arguments, not on the rank
@@ -126,8 +127,13 @@ class DistributedBatchSampler(Sampler[list[int]]):
                 batches.pop()
             elif len(batches[-1]) < self.min_batch_size and len(batches) > 1:
                 tail = batches.pop()
-                batches[-1] = batches[-1] + tail
+                i = self._merge_partner(batches, tail)
+                batches[i] = batches[i] + tail
         return batches
+
+    def _merge_partner(self, batches: list[list[int]], tail: list[int]) -> int:
+        """Which global batch absorbs a too-short final batch: the one before it."""
+        return len(batches) - 1
 
     def global_batches(self) -> list[list[int]]:
         """All global batches of the current epoch, in step order (identical on every rank)."""
@@ -197,12 +203,23 @@ class BucketSampler(DistributedBatchSampler):
             # stable: equal lengths keep their (random) permutation order
             chunk = chunk[torch.sort(self.lengths[chunk], stable=True).indices]
             order.extend(chunk.tolist())
-        # Buckets are multiples of batch_size, so only the very last global batch can be short
-        # and its merge partner is its neighbour in sorted length.
+        # Buckets are multiples of batch_size, so only the very last global batch can be short.
         batches = self._cut(order)
+        # a merged batch is re-sorted so that the contiguous rank split stays length-ordered
+        batches = [b if len(b) <= self.batch_size else self._by_length(b) for b in batches]
         if self.shuffle:
             batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         return batches
+
+    def _by_length(self, batch: list[int]) -> list[int]:
+        idx = torch.as_tensor(batch, dtype=torch.long)
+        return idx[torch.sort(self.lengths[idx], stable=True).indices].tolist()
+
+    def _merge_partner(self, batches: list[list[int]], tail: list[int]) -> int:
+        """The global batch whose mean length is closest to the short final batch's (first on ties)."""
+        target = float(self.lengths[tail].double().mean())
+        gaps = [abs(float(self.lengths[b].double().mean()) - target) for b in batches]
+        return gaps.index(min(gaps))
 
     def split(self, batch: list[int]) -> list[list[int]]:
         """Contiguous split into ``num_replicas`` non-empty parts with near-equal token counts."""

@@ -103,6 +103,7 @@ def _worker(rank: int, port: int, save_dir: Path) -> None:
         assert D.all_reduce_sum({"b": 1.0, "a": rank}, info) == {"a": 1.0, "b": 2.0}
         assert D.all_reduce_mean({"a": 2.0 * rank}, info) == {"a": 1.0}
         assert D.broadcast_object({"cfg": rank}, info) == {"cfg": 0}
+        assert D.all_gather_object([rank], info) == [[0], [1]]
         # two epochs uninterrupted, then epoch 1 again from the main rank's epoch-0 checkpoint
         # (fresh model and optimiser; a fresh process group is covered by the CLI test below)
         (save_dir / "ddp").mkdir(exist_ok=True)
@@ -160,6 +161,7 @@ def test_single_process_info_without_torchrun(monkeypatch):
     assert D.wrap_model(model, info) is model and D.unwrap_model(model) is model
     assert D.all_reduce_sum({"x": 2}, info) == {"x": 2.0}
     assert D.global_batch_count(7, info) == 7
+    assert D.broadcast_object("x", info) == "x" and D.all_gather_object(1, info) == [1]
     loss = torch.tensor(6.0)
     assert D.scale_loss(loss, 3, info).item() == 2.0  # a plain mean for one process
     D.barrier(info)

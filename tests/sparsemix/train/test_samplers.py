@@ -126,3 +126,20 @@ def test_bad_lengths_and_tiny_datasets_are_rejected():
         BucketSampler([3], 2, num_replicas=2)
     with pytest.raises(ValueError, match="drop_last"):
         DistributedBatchSampler(3, 4, drop_last=True)
+
+
+def test_short_tail_merges_into_the_batch_of_closest_lengths():
+    # (no shuffle, buckets of one batch) 4 short samples, then 4 long ones, then one short one
+    # left over: with 2 ranks it must join the short batch (not the long one before it), which
+    # stays sorted by length.
+    lengths = [5, 6, 7, 8, 100, 101, 102, 103, 4]
+    per_rank = _epoch_of(BucketSampler, lengths, batch_size=4, replicas=2, shuffle=False,
+                         bucket_size_multiplier=1)
+    steps = [a + b for a, b in zip(*per_rank)]
+    assert sorted(map(sorted, steps)) == [[0, 1, 2, 3, 8], [4, 5, 6, 7]]
+    merged = next(s for s in steps if len(s) == 5)
+    assert [lengths[i] for i in merged] == sorted(lengths[i] for i in merged)
+
+
+def _epoch_of(cls, lengths, batch_size, replicas, **kw):
+    return [list(cls(lengths, batch_size, replicas, r, **kw)) for r in range(replicas)]
