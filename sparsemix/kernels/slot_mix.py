@@ -20,15 +20,22 @@ one or two contiguous slices and no index tensor is read at all.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from . import compiled_mix
+
+IMPLS = ("eager", "compiled")
+_default_impl = "eager"
 
 # Rows per chunk are chosen so one chunk of a [..., rows, C] tensor holds about this many elements:
 # small enough to stay in a core's L2 cache (the output chunk is updated K times), large enough that
 # Python overhead per op stays negligible.
-CHUNK_ELEMENTS = 1 << 16
+CHUNK_ELEMENTS = 1 << 17
 
 
 def _rows_per_chunk(num_nodes: int, row_elements: int) -> int:
@@ -109,22 +116,57 @@ def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Seq
     r"""``gw[..., i, k] = <g[..., i, :], v[..., src(i, k), :]>``, summed over the batch if ``shared``."""
     n = v.size(-2)
     num_slots = len(shifts) if shifts is not None else src.size(1)
-    lead = () if shared else v.shape[:-2]
-    gw = v.new_empty(*lead, num_slots, n)  # slot-major, transposed at the end
-    reduce_dims = tuple(range(v.dim() - 2)) + (-1,) if shared else (-1,)
+    gw = v.new_empty(*v.shape[:-2], num_slots, n)  # slot-major, transposed at the end
     rows = _rows_per_chunk(n, v[..., 0, :].numel())
+    prod = v.new_empty(*v.shape[:-2], rows, v.size(-1))  # one reused chunk-sized temporary
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        gc = g[..., start:stop, :]
         for k in range(num_slots):
             if shifts is not None:
-                for a, b, s in _shift_pieces(start, stop, shifts[k], n):
-                    prod = g[..., a:b, :] * v[..., s:s + b - a, :]
-                    gw[..., k, a:b] = prod.sum(reduce_dims)
+                pieces = [(a, b, v[..., s:s + b - a, :])
+                          for a, b, s in _shift_pieces(start, stop, shifts[k], n)]
             else:
-                prod = gc * v.index_select(-2, src[start:stop, k])
-                gw[..., k, start:stop] = prod.sum(reduce_dims)
+                pieces = [(start, stop, v.index_select(-2, src[start:stop, k]))]
+            for a, b, vs in pieces:
+                p = prod[..., :b - a, :]
+                torch.mul(g[..., a:b, :], vs, out=p)
+                torch.sum(p, -1, out=gw[..., k, a:b])
+    if shared and gw.dim() > 2:
+        gw = gw.sum(tuple(range(gw.dim() - 2)))
     return gw.transpose(-1, -2)
+
+
+def set_fused_impl(impl: str) -> None:
+    """Choose the process-wide default of :func:`fused_slot_mix`: ``"eager"`` (chunked PyTorch ops,
+    no compiler needed) or ``"compiled"`` (``torch.compile`` kernels, several times faster on CPU,
+    a one-off compile per slot count K)."""
+    global _default_impl
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    _default_impl = impl
+
+
+def get_fused_impl() -> str:
+    """The current process-wide default implementation of :func:`fused_slot_mix`."""
+    return _default_impl
+
+
+@contextmanager
+def fused_impl(impl: str) -> Iterator[None]:
+    """Context manager that sets the default implementation of :func:`fused_slot_mix` temporarily."""
+    previous = get_fused_impl()
+    set_fused_impl(impl)
+    try:
+        yield
+    finally:
+        set_fused_impl(previous)
+
+
+def _canonical(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+    """v [..., N, C] -> [B, N, C]; w [..., N, K] -> [B, N, K] (or [1, N, K] when shared)."""
+    v3 = v.reshape(-1, *v.shape[-2:]).contiguous()
+    w3 = w.reshape(-1 if w.dim() > 2 else 1, *w.shape[-2:]).contiguous()
+    return v3, w3
 
 
 class FusedSlotMix(torch.autograd.Function):
@@ -132,17 +174,24 @@ class FusedSlotMix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
-                shifts: Optional[tuple[int, ...]]) -> Tensor:
+                shifts: Optional[tuple[int, ...]], impl: str) -> Tensor:
         ctx.save_for_backward(v, w, src, inv)
         ctx.shifts = shifts
+        ctx.impl = impl
+        if impl == "compiled":
+            v3, w3 = _canonical(v, w)
+            return compiled_mix.call("mix", v3, w3, src).reshape(v.shape)
         out = torch.zeros_like(v, memory_format=torch.contiguous_format)
         _mix_rows(out, w.transpose(-1, -2).contiguous(), v.contiguous(), src, shifts,
                   weights_at_source=False)
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out: Tensor):
         v, w, src, inv = ctx.saved_tensors
+        if ctx.impl == "compiled":
+            return _compiled_backward(ctx, v, w, src, inv, grad_out)
         shifts = ctx.shifts
         g = grad_out.contiguous()
         grad_v = grad_w = None
@@ -156,11 +205,23 @@ class FusedSlotMix(torch.autograd.Function):
                 grad_v = grad_v.sum_to_size(v.shape)
         if ctx.needs_input_grad[1]:
             grad_w = _slot_dots(v.contiguous(), g, src, shifts, shared=w.dim() == 2)
-        return grad_v, grad_w, None, None, None
+        return grad_v, grad_w, None, None, None, None
+
+
+def _compiled_backward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor, grad_out: Tensor):
+    v3, w3 = _canonical(v, w)
+    g3 = grad_out.reshape(v3.shape).contiguous()
+    grad_v = grad_w = None
+    if ctx.needs_input_grad[0]:
+        grad_v = compiled_mix.call("mix_t", g3, w3, inv).reshape(v.shape)
+    if ctx.needs_input_grad[1]:
+        grad_w = compiled_mix.call("dots", v3, g3, src)  # [B, N, K]
+        grad_w = grad_w.sum(0) if w.dim() == 2 else grad_w.reshape(w.shape)
+    return grad_v, grad_w, None, None, None, None
 
 
 def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
-                   shifts: Optional[Sequence[int]] = None) -> Tensor:
+                   shifts: Optional[Sequence[int]] = None, impl: Optional[str] = None) -> Tensor:
     r"""Apply one slot-structured sparse factor: ``out[..., i, :] = sum_k w[..., i, k] * v[..., src[i, k], :]``.
 
     Never builds the [N*K, C] messages; backward recomputes from ``v`` and ``w``.
@@ -171,10 +232,15 @@ def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
         src: LongTensor [N, K], the source node of each (target, slot); each column a permutation.
         inv: LongTensor [N, K] with ``inv[src[i, k], k] == i``.
         shifts: optional K Python ints with ``src[i, k] == (i + shifts[k]) % N`` and
-            ``0 <= shifts[k] < N``; selects the slicing path that reads no index tensor.
+            ``0 <= shifts[k] < N``; lets the eager path use slices instead of index tensors.
+        impl: ``"eager"`` (chunked PyTorch ops) or ``"compiled"`` (``torch.compile`` kernels);
+            default: the process-wide choice of :func:`set_fused_impl` (initially ``"eager"``).
 
     Shapes:
         output [..., N, C], like ``v``.
     """
+    impl = _default_impl if impl is None else impl
+    if impl not in IMPLS:
+        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     _check(v, w, src, inv, shifts)
-    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts))
+    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts), impl)
