@@ -78,11 +78,11 @@ def worker(args: argparse.Namespace) -> None:
 
     stream = batches()
     samples = tokens = 0
-    t0 = 0.0
+    t0 = cpu0 = 0.0
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             D.barrier(info)
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
         x, batch, y = next(stream)
         count = D.global_batch_count(len(y), info)
         loss = D.scale_loss(((ddp(x, batch).squeeze(-1) - y) ** 2).sum(), count, info)
@@ -94,12 +94,14 @@ def worker(args: argparse.Namespace) -> None:
             tokens += x.size(0)
     D.barrier(info)
     elapsed = time.perf_counter() - t0
-    totals = D.all_reduce_sum({"samples": samples, "tokens": tokens}, info)
+    cpu = time.process_time() - cpu0  # this process's CPU seconds (all its threads)
+    totals = D.all_reduce_sum({"samples": samples, "tokens": tokens, "cpu_s": cpu}, info)
     if info.is_main:
         Path(args.result).write_text(json.dumps({
             "processes": info.world_size, "threads": args.threads, "seconds": elapsed,
-            "samples": totals["samples"], "tokens": totals["tokens"],
+            "samples": totals["samples"], "tokens": totals["tokens"], "cpu_s": totals["cpu_s"],
             "samples_per_s": totals["samples"] / elapsed, "tokens_per_s": totals["tokens"] / elapsed,
+            "samples_per_cpu_s": totals["samples"] / totals["cpu_s"],
             "backend": getattr(model.blocks[0], "active_backend", args.backend),
         }))
     D.cleanup(info)
@@ -158,7 +160,9 @@ def main() -> None:
     commands: dict[str, str] = {}
     for r in range(args.repeats):
         for name, procs, threads in CONFIGS:
+            load_before = os.getloadavg()[0]
             res, cmd = launch(procs, threads, args)
+            res["loadavg_1min_before"] = load_before
             runs[name].append(res)
             commands[name] = shlex.join(["OMP_NUM_THREADS=" + str(threads), *cmd])
             print(f"[{r + 1}/{args.repeats}] {name}: {res['samples_per_s']:.1f} samples/s", flush=True)
@@ -168,9 +172,12 @@ def main() -> None:
     for name, procs, threads in CONFIGS:
         sps = [x["samples_per_s"] for x in runs[name]]
         tps = [x["tokens_per_s"] for x in runs[name]]
+        eff = [x["samples_per_cpu_s"] for x in runs[name]]
         rows.append({"config": name, "processes": procs, "threads_per_process": threads,
                      "samples_per_s_median": statistics.median(sps), "samples_per_s_runs": sps,
                      "tokens_per_s_median": statistics.median(tps),
+                     "samples_per_cpu_s_median": statistics.median(eff),
+                     "loadavg_1min_before_runs": [x["loadavg_1min_before"] for x in runs[name]],
                      "speedup_vs_1x1": statistics.median(sps) / base})
     meta = {
         "task": "adding-varlen", "max_len": args.length, "train_size": args.train_size,
@@ -187,13 +194,16 @@ def main() -> None:
     (args.out / "distributed.json").write_text(json.dumps({"meta": meta, "rows": rows,
                                                            "commands": commands}, indent=2) + "\n")
     lines = [
-        "| configuration | samples/s (median) | tokens/s | speed-up vs 1x1 | runs |",
-        "|---|---:|---:|---:|---|",
+        "| configuration | samples/s (median) | tokens/s | speed-up vs 1x1 | samples per CPU-s "
+        "| runs (samples/s) | load avg before runs |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for row in rows:
         runs_s = ", ".join(f"{v:.1f}" for v in row["samples_per_s_runs"])
+        loads = ", ".join(f"{v:.1f}" for v in row["loadavg_1min_before_runs"])
         lines.append(f"| {row['config']} | {row['samples_per_s_median']:.1f} | "
-                     f"{row['tokens_per_s_median']:.0f} | {row['speedup_vs_1x1']:.2f}x | {runs_s} |")
+                     f"{row['tokens_per_s_median']:.0f} | {row['speedup_vs_1x1']:.2f}x | "
+                     f"{row['samples_per_cpu_s_median']:.1f} | {runs_s} | {loads} |")
     md = (f"Training throughput, {meta['model']}, adding-varlen (max length {args.length}), global "
           f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, median of "
           f"{args.repeats} interleaved repeats; torch {meta['torch']}, {meta['cpu_count']} CPUs.\n\n"
