@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -33,11 +34,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return args
 
 
-def _save(fig, path: Path, dpi: int, written: list[Path]) -> None:
+def _save(fig, path: Path, dpi: int, written: list[Path], started: Optional[float] = None) -> None:
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     written.append(path)
-    print(path)
+    print(path if started is None else f"{path}  (drawn and saved in {time.perf_counter() - started:.2f} s)")
 
 
 def reach_curves(n: int, radius: int, path: Path, dpi: int, written: list[Path]) -> None:
@@ -76,12 +77,15 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
             # CHORD: every factor has the same pattern; CDIL: the first and the last (most duplicates).
             factors = [0] if name == "chord" else sorted({0, topo.num_factors - 1})
             for m in factors:
+                started = time.perf_counter()
                 ax = draw_factor(topo, m)
-                _save(ax.figure, args.out / f"{name}_n{n}_factor{m + 1}.png", args.dpi, written)
+                _save(ax.figure, args.out / f"{name}_n{n}_factor{m + 1}.png", args.dpi, written, started)
+            started = time.perf_counter()
             ax = draw_network(topo, highlight=n // 2)  # mid-sequence: its cone opens both ways
-            _save(ax.figure, args.out / f"{name}_n{n}_network.png", args.dpi, written)
+            _save(ax.figure, args.out / f"{name}_n{n}_network.png", args.dpi, written, started)
+            started = time.perf_counter()
             axes = draw_reachability(topo)
-            _save(axes[0].figure, args.out / f"{name}_n{n}_reachability.png", args.dpi, written)
+            _save(axes[0].figure, args.out / f"{name}_n{n}_reachability.png", args.dpi, written, started)
     reach_curves(args.curve_n, args.radius, args.out / f"reach_curve_n{args.curve_n}.png", args.dpi, written)
     return written
 
