@@ -23,6 +23,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("outputs/topologies"), help="output folder")
     parser.add_argument("--n", type=int, default=16, help="small sequence length (every node labelled)")
     parser.add_argument("--large-n", type=int, default=256, help="larger sequence length")
+    parser.add_argument("--protocols", nargs="+", default=["chord", "cdil"], choices=["chord", "cdil"])
     parser.add_argument("--radius", type=int, default=4, help="CDIL radius r (K = 2r + 1)")
     parser.add_argument("--curve-n", type=int, default=1000,
                         help="length for the reach-vs-depth curves (1000: floor(log2 N) is not enough)")
@@ -72,7 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     args.out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for n in dict.fromkeys((args.n, args.large_n)):  # unique, in order
-        for name in ("chord", "cdil"):
+        for name in args.protocols:
             topo = topologies.get(name, n, **({"radius": args.radius} if name == "cdil" else {}))
             # CHORD: every factor has the same pattern; CDIL: the first and the last (most duplicates).
             factors = [0] if name == "chord" else sorted({0, topo.num_factors - 1})

@@ -16,9 +16,8 @@ def test_plot_mixing_writes_pngs(tmp_path: Path, capsys) -> None:
     finally:
         sys.path.pop(0)
     written = plot_mixing.main(["--out", str(tmp_path), "--sizes", "8", "--steps", "3", "--batch-size", "4",
-                                "--dpi", "40"])
-    expected = {f"{p}_n8_{kind}.png" for p in ("chord", "cdil")
-                for kind in ("factor_weights", "network_weights", "mixing")}
+                                "--protocols", "cdil", "--dpi", "30"])
+    expected = {f"cdil_n8_{kind}.png" for kind in ("factor_weights", "network_weights", "mixing")}
     assert {p.name for p in written} == expected
     for p in written:
         assert p.parent == tmp_path and p.stat().st_size > 1000

@@ -117,10 +117,10 @@ def test_demo_writes_files(tmp_path: Path) -> None:
         import plot_topologies
     finally:
         sys.path.pop(0)
-    written = plot_topologies.main(["--out", str(tmp_path), "--n", "8", "--large-n", "32", "--curve-n", "12",
-                                    "--dpi", "40"])
-    names = sorted(p.name for p in written)
-    assert "chord_n8_factor1.png" in names and "cdil_n32_network.png" in names
-    assert "reach_curve_n12.png" in names and len(names) == 15
+    written = plot_topologies.main(["--out", str(tmp_path), "--n", "8", "--large-n", "8", "--curve-n", "12",
+                                    "--protocols", "cdil", "--dpi", "30"])
+    assert sorted(p.name for p in written) == [
+        "cdil_n8_factor1.png", "cdil_n8_factor3.png", "cdil_n8_network.png", "cdil_n8_reachability.png",
+        "reach_curve_n12.png"]
     for p in written:
         assert p.parent == tmp_path and p.stat().st_size > 1000
