@@ -435,7 +435,8 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
 
 
 # ---- heatmaps ---------------------------------------------------------------------------------------
-def draw_reachability(topo: Topology, factors: Optional[Sequence[int]] = None, axes: Optional[Sequence["Axes"]] = None,
+def draw_reachability(topo: Topology, factors: Optional[Sequence[int]] = None,
+                      axes: Optional[Sequence["Axes"]] = None,
                       *, max_nodes: int = 4096, title: Optional[str] = None) -> list["Axes"]:
     """Heatmaps of ``topo.reachability(num_factors=m)`` for m in ``factors`` (default 1..M).
 

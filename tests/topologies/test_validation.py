@@ -46,4 +46,5 @@ def test_explicit_sizes_are_kept() -> None:
 def test_reachability_depth(bad) -> None:
     with pytest.raises(ValueError, match="num_factors"):
         topologies.chord(16).reachable_offsets(bad)  # M = 4: 0..4 allowed
-    assert bool(topologies.chord(16).reachable_offsets(0)[0]) and int(topologies.chord(16).reachable_offsets(0).sum()) == 1
+    identity = topologies.chord(16).reachable_offsets(0)  # zero factors: only offset 0
+    assert bool(identity[0]) and int(identity.sum()) == 1
