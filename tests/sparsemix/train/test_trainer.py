@@ -34,6 +34,7 @@ def _log(out):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
 
 
+@pytest.mark.slow
 def test_learning_happens(tmp_path):
     # Temporal Order needs mixing (mean pooling cannot tell XY from YX without it); N = 8 is quick
     cfg = TrainConfig(task="order", out=str(tmp_path / "a"), length=8, train_size=256,
