@@ -46,6 +46,7 @@ __all__ = ["draw_factor", "draw_network", "draw_reachability", "draw_matrix", "e
 EDGE_GID = "topology-edges"  # gid of the LineCollection holding one segment per edge
 MIN_ALPHA = 0.35  # no edge may vanish: the weakest edge keeps this alpha ...
 MIN_WIDTH = 0.5  # ... and this line width (points)
+MAX_EDGES = 250_000  # default refusal threshold: a picture with more edges is a grey blur (and slow)
 _ArrayLike = Union[Tensor, np.ndarray]
 
 
@@ -196,6 +197,12 @@ def _check_factor(topo: Topology, m: int) -> int:
     return m % topo.num_factors
 
 
+def _check_edge_count(count: int, max_edges: int, what: str) -> None:
+    if count > max_edges:
+        raise ValueError(f"{what} would draw {count:,} edges, more than max_edges={max_edges:,}; "
+                         f"use a smaller num_nodes or pass a larger max_edges")
+
+
 def _offset_text(topo: Topology, m: int) -> str:
     return "[" + ", ".join(f"{o:+d}" if o else "0" for o in topo.offsets[m].tolist()) + "]"
 
@@ -204,7 +211,7 @@ def _offset_text(topo: Topology, m: int) -> str:
 def draw_factor(topo: Topology, m: int = 0, weights: Optional[_ArrayLike] = None,
                 ax: Optional["Axes"] = None, *, cmap: Any = "coolwarm", norm: Optional["Normalize"] = None,
                 labels: Optional[bool] = None, max_width: float = 2.5, colorbar: bool = True,
-                title: Optional[str] = None) -> "Axes":
+                title: Optional[str] = None, max_edges: int = MAX_EDGES) -> "Axes":
     r"""Draw factor ``m`` of ``topo`` with its nodes on a circle (node 0 at the top, clockwise).
 
     All :math:`N \cdot K` edges are drawn, one LineCollection segment each (duplicates included, self-loops
@@ -224,12 +231,14 @@ def draw_factor(topo: Topology, m: int = 0, weights: Optional[_ArrayLike] = None
         max_width: line width of the strongest edge (points).
         colorbar: add a colorbar when weights are given.
         title: Axes title; a description of the factor by default.
+        max_edges: refuse to draw more than this many edges (raise, naming the limit).
 
     Returns:
         The Axes. :func:`edge_collection` returns its LineCollection.
     """
     m = _check_factor(topo, m)
     n, k = topo.num_nodes, topo.num_slots
+    _check_edge_count(n * k, max_edges, "draw_factor")
     from matplotlib.collections import LineCollection
 
     ax = _new_axes(ax, (8.8, 6.0) if weights is None else (7.4, 6.0))
@@ -330,7 +339,7 @@ def _layer_segments(src: np.ndarray, dst: np.ndarray, m: int, n: int, wrap: bool
 def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _ArrayLike]] = None,
                  ax: Optional["Axes"] = None, *, highlight: Optional[int] = None, cmap: Any = "coolwarm",
                  labels: Optional[bool] = None, wrap: bool = True, max_width: float = 2.0,
-                 colorbar: bool = True, title: Optional[str] = None) -> "Axes":
+                 colorbar: bool = True, title: Optional[str] = None, max_edges: int = MAX_EDGES) -> "Axes":
     r"""Draw all M factors as the unrolled log N-depth network: M + 1 columns of N nodes.
 
     Column m holds the sequence after m factors (column 0 = input); factor m's N·K edges run from source j
@@ -351,6 +360,7 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
         max_width: width of the strongest edge (points).
         colorbar: add a colorbar when weights are given.
         title: Axes title.
+        max_edges: refuse to draw more than this many edges in all (raise, naming the limit).
 
     Returns:
         The Axes; :func:`edge_collection` holds M·N·K segments, ``edge_ids`` is [M·N·K, 2] of (m, e).
@@ -358,6 +368,7 @@ def draw_network(topo: Topology, weights: Optional[Union[Sequence[_ArrayLike], _
     if not isinstance(topo, Topology):
         raise TypeError(f"topo must be a topologies.Topology, got {type(topo).__name__}")
     n, k, mm = topo.num_nodes, topo.num_slots, topo.num_factors
+    _check_edge_count(mm * n * k, max_edges, "draw_network")
     if highlight is not None and (isinstance(highlight, bool) or not isinstance(highlight, int)
                                   or not 0 <= highlight < n):
         raise ValueError(f"highlight must be an input node in [0, {n}), got {highlight!r}")

@@ -93,6 +93,10 @@ def test_network_has_all_factor_edges(wrap: bool) -> None:
         draw_network(topo, highlight=16)
     with pytest.raises(ValueError, match="weights"):
         draw_network(topo, weights=ws[:2])
+    with pytest.raises(ValueError, match="max_edges=100"):
+        draw_network(topo, max_edges=100)  # 4 * 48 = 192 edges
+    with pytest.raises(ValueError, match="max_edges"):
+        draw_factor(topologies.chord(2 ** 16), 0)  # 1.1M edges: refused, not drawn for minutes
 
 
 def test_reachability_panels_and_matrix(tmp_path: Path) -> None:
