@@ -337,24 +337,22 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict:
                         save_checkpoint(checkpoint_state(), out / "last.pt")
                     barrier(info)
                     raise TrainingInterrupted(str(out / "last.pt"))
-                if flags["budget"] and i + 1 < steps_per_epoch:
+                if flags["budget"]:
                     stopped = "time_budget"
                     break
             bar.close()
-            if stopped is not None and state["step_in_epoch"] < steps_per_epoch:
-                pass  # partial epoch: validated and logged below, the checkpoint keeps the step
-            else:
+            partial = state["step_in_epoch"] < steps_per_epoch  # stopped by the time budget
+            if not partial:
                 state["epoch"] += 1
                 state["step_in_epoch"] = 0
             tr = all_reduce_sum(state["accum"], info)
-            record = {"epoch": state["epoch"] if stopped is None else epoch + 1,
-                      "partial": stopped is not None, "step": state["global_step"],
+            record = {"epoch": epoch + 1, "partial": partial, "step": state["global_step"],
                       "lr": opt.param_groups[0]["lr"],
                       "train_loss": tr["loss_sum"] / max(tr["count"], 1),
                       "train_time_s": round(state["train_time_s"], 3)}
             if task.kind == "classification" or "tolerance" in task.meta:
                 record["train_accuracy"] = tr["correct"] / max(tr["count"], 1)
-            if stopped is None:
+            if not partial:  # a partial epoch keeps its sums in last.pt for a resume
                 state["accum"] = {"loss_sum": 0.0, "count": 0.0, "correct": 0.0}
             val, _ = run_eval(model, task.val, task, eval_bs, device)
             record.update({f"val_{k}": v for k, v in val.items() if k != "per_class"})

@@ -148,3 +148,13 @@ def test_variable_length_and_baselines_train(tmp_path):
                           epochs=1, quiet=True)
         res = train(cfg)
         assert res["test"]["count"] == 16 and res["test"]["mse"] == res["test"]["mse"]  # not NaN
+
+
+def test_time_budget_stops_after_the_step_that_exceeds_it(tmp_path):
+    cfg = _cfg(tmp_path, "b", epochs=3, time_budget_s=1e-9)
+    res = train(cfg)
+    assert res["stopped"] == "time_budget" and res["steps"] == 1
+    (record,) = _log(cfg.out)
+    assert record["partial"] and record["epoch"] == 1
+    ck = load_checkpoint(os.path.join(cfg.out, "last.pt"))
+    assert (ck["epoch"], ck["step_in_epoch"]) == (0, 1)
