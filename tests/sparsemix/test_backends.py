@@ -1,0 +1,113 @@
+"""Every Paramixer backend computes the same block: outputs and gradients of v, x and all parameters."""
+import logging
+
+import pytest
+import torch
+
+from sparsemix import Paramixer
+from sparsemix import kernels
+from sparsemix import reference as R
+
+SIZES = [1, 2, 3, 13, 1000, 1024]
+FAST = ["fused"] + (["sparse"] if kernels.HAS_TORCH_SPARSE else [])
+
+
+def make(backend, protocol, max_len, dtype=torch.float64, channels=3):
+    torch.manual_seed(0)  # same parameters for every backend
+    return Paramixer(channels, protocol=protocol, max_len=max_len, hidden_channels=4,
+                     backend=backend).to(dtype).eval()
+
+
+def outputs_and_grads(block, v, x, batch=None):
+    v = v.detach().requires_grad_()
+    x = x.detach().requires_grad_()
+    out = block(v, x=x, batch=batch)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    g = g.to(out.dtype)  # the same numbers for every dtype
+    params = list(block.parameters())
+    grads = torch.autograd.grad(out, [v, x] + params, g)
+    return [out.detach()] + list(grads)
+
+
+def assert_all_close(got, want, tol):
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        assert a.shape == b.shape
+        err = ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+        assert err <= tol, err
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+@pytest.mark.parametrize("n", SIZES)
+def test_static_equals_message_fp64(backend, protocol, n):
+    gen = torch.Generator().manual_seed(n)
+    v = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
+    want = outputs_and_grads(make("message", protocol, n), v, x)
+    got = outputs_and_grads(make(backend, protocol, n), v, x)
+    assert_all_close(got, want, 1e-10)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_static_equals_dense_reference(backend, protocol):
+    b = make(backend, protocol, 13)
+    v = torch.randn(2, 13, 3, dtype=torch.float64)
+    assert_all_close([b(v)], [R.block_forward(b, v)], 1e-10)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_fp32_equals_fp64_message(backend, protocol):
+    """fp32 fast path vs the fp64 message path: within 1e-5 of the largest entry."""
+    gen = torch.Generator().manual_seed(5)
+    v = torch.randn(2, 1000, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, 1000, 3, generator=gen, dtype=torch.float64)
+    want = outputs_and_grads(make("message", protocol, 1000), v, x)
+    got = outputs_and_grads(make(backend, protocol, 1000, torch.float32), v.float(), x.float())
+    assert_all_close([t.double() for t in got], want, 1e-5)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_variable_length_equals_message_and_reference(backend, protocol):
+    lengths = [1, 2, 3, 13, 100]
+    batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    gen = torch.Generator().manual_seed(7)
+    v = torch.randn(sum(lengths), 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(sum(lengths), 3, generator=gen, dtype=torch.float64)
+    want = outputs_and_grads(make("message", protocol, 128), v, x, batch)
+    fast = make(backend, protocol, 128)
+    got = outputs_and_grads(fast, v, x, batch)
+    assert_all_close(got, want, 1e-10)
+    assert_all_close([got[0]], [R.block_forward(fast, v, x, batch)], 1e-10)
+
+
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_fused_backward_is_bitwise_deterministic(protocol):
+    gen = torch.Generator().manual_seed(3)
+    v = torch.randn(2, 1000, 3, generator=gen)
+    x = torch.randn(2, 1000, 3, generator=gen)
+    first = outputs_and_grads(make("fused", protocol, 1000, torch.float32), v, x)
+    second = outputs_and_grads(make("fused", protocol, 1000, torch.float32), v, x)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+
+
+def test_auto_picks_fused_and_says_so(caplog):
+    from sparsemix.nn import paramixer
+
+    paramixer._logged_auto = False  # the choice is logged once per process
+    with caplog.at_level(logging.INFO, logger=paramixer.__name__):
+        block = Paramixer(4, max_len=16, backend="auto")
+    assert block.active_backend == "fused"
+    assert any("fused" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.skipif(kernels.HAS_TORCH_SPARSE, reason="torch-sparse is installed here")
+def test_sparse_backend_without_torch_sparse_names_the_package():
+    with pytest.raises(ImportError, match="torch-sparse"):
+        Paramixer(4, max_len=16, backend="sparse")
+    with pytest.raises(ImportError, match="torch-sparse"):
+        kernels.sparse_slot_mix(torch.randn(4, 2), torch.randn(4, 3), torch.zeros(4, 3, dtype=torch.long))
