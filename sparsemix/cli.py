@@ -6,7 +6,6 @@ Ctrl-C (a resumable ``last.pt`` has been written first).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import sys

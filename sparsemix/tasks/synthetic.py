@@ -12,8 +12,7 @@ Every generator is exact and seeded: the same ``(n_seq, N, seed)`` always gives 
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
