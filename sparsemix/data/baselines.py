@@ -47,14 +47,29 @@ def kmer_counts(tokens: Tensor, k: int) -> Tensor:
     return out
 
 
-def kmer_features(items: Sequence[Tensor], k: int) -> Tensor:
+def kmer_features(items: Iterable[Tensor], k: int, chunk_tokens: int = 1 << 21) -> Tensor:
     """Strand-symmetric k-mer frequencies (counts / total) of many fragments: [n, 4**k].
 
-    Vectorised over all fragments at once: the fragments are concatenated, windows that cross a
-    boundary or hold an N are masked, and one ``bincount`` over ``fragment * 4**k + kmer`` fills
-    the whole table.
+    Vectorised over fragments: up to ``chunk_tokens`` bases at a time are concatenated, windows
+    that cross a fragment boundary or hold an N are masked, and one ``bincount`` over
+    ``fragment * 4**k + kmer`` fills that chunk's rows. ``items`` is read once, in order, so a
+    lazy sequence keeps memory bounded for long windows.
     """
-    items = list(items)
+    rows: list[Tensor] = []
+    chunk: list[Tensor] = []
+    size = 0
+    for tokens in items:
+        chunk.append(tokens)
+        size += tokens.numel()
+        if size >= chunk_tokens:
+            rows.append(_kmer_chunk(chunk, k))
+            chunk, size = [], 0
+    if chunk or not rows:
+        rows.append(_kmer_chunk(chunk, k))
+    return torch.cat(rows)
+
+
+def _kmer_chunk(items: list[Tensor], k: int) -> Tensor:
     if not items:
         return torch.zeros(0, 4 ** k)
     lengths = torch.tensor([t.numel() for t in items])
@@ -174,7 +189,7 @@ def accuracy_by_bucket(
 
 
 def run_baselines(
-    splits: dict[str, tuple[list[Tensor], Tensor, list[int]]], num_classes: int,
+    splits: dict[str, tuple[Sequence[Tensor], Tensor, list[int]]], num_classes: int,
     edges: Sequence[int], ks: Sequence[int] = (6,),
     l2_grid: Sequence[float] = (1e-4, 1e-3, 1e-2, 1e-1),
     include_gc: bool = True, test_split: str = "test",
@@ -199,7 +214,7 @@ def run_baselines(
 
 
 def _run_baselines(
-    splits: dict[str, tuple[list[Tensor], Tensor, list[int]]], num_classes: int,
+    splits: dict[str, tuple[Sequence[Tensor], Tensor, list[int]]], num_classes: int,
     edges: Sequence[int], ks: Sequence[int], l2_grid: Sequence[float], include_gc: bool,
     test_split: str,
 ) -> dict[str, dict]:

@@ -14,13 +14,28 @@ from ..tasks.base import TaskData
 from .baselines import accuracy_by_bucket, run_baselines
 
 
-def split_arrays(task: TaskData) -> dict[str, tuple[list[Tensor], Tensor, list[int]]]:
+class LazyTokens(Sequence[Tensor]):
+    """A dataset's fragments as token tensors, tokenised on access (bounded memory for 64 kb)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Tensor:  # type: ignore[override]
+        if not 0 <= i < len(self.dataset):
+            raise IndexError(i)
+        return self.dataset.tokens(i)
+
+
+def split_arrays(task: TaskData) -> dict[str, tuple[Sequence[Tensor], Tensor, list[int]]]:
     """``split -> (tokens, labels, lengths)`` without augmentation, in dataset order."""
     out = {}
     for split in ("train", "val", "test"):
         ds = getattr(task, split)
-        out[split] = ([ds.tokens(i) for i in range(len(ds))],
-                      torch.tensor([ds.label(i) for i in range(len(ds))]), list(ds.lengths))
+        out[split] = (LazyTokens(ds), torch.tensor([ds.label(i) for i in range(len(ds))]),
+                      list(ds.lengths))
     return out
 
 
@@ -80,7 +95,7 @@ def plot_accuracy_vs_length(rows: dict[str, dict[str, dict[str, float]]], path: 
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -144,7 +159,8 @@ def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,
             ax.set_xticks([])
         else:
             ax.set_xlabel("position i (rows: slots k)")
-    fig.colorbar(im, ax=fig.axes, location="left", fraction=0.02, pad=0.06, label="weight")
+    fig.colorbar(im, ax=fig.axes, location="bottom", fraction=0.03, pad=0.07, aspect=50,
+                 label="factor weight")
     ax = fig.add_subplot(grid[:, 1])
     mmax = float(matrix.abs().max()) or 1.0
     im2 = ax.imshow(matrix.numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -mmax, mmax),

@@ -32,6 +32,7 @@ def test_vectorised_features_equal_the_reference():
     for row, x in zip(feats, items):
         ref = kmer_counts(x, 4)
         assert torch.allclose(row, ref / ref.sum().clamp_min(1))
+    assert torch.equal(kmer_features(iter(items), 4, chunk_tokens=50), feats)  # chunked, lazy
 
 
 def test_gc_feature():
