@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-BLOCK_METHODS = ("message", "official", "sparse", "fused", "fused-compiled", "attention")
+BLOCK_METHODS = ("message", "official", "sparse", "fused", "fused-compiled", "fused-ckpt", "attention")
 FACTOR_METHODS = ("message", "sparse", "fused", "fused-compiled")
 
 
@@ -61,7 +61,7 @@ def _block_step(cell: dict) -> tuple[Callable[[], None], dict]:
             kernels.set_fused_impl("compiled")
         block = sparsemix.Paramixer(channels=c, protocol=cell["protocol"], max_len=n,
                                     hidden_channels=c, backend=backend,
-                                    checkpoint_weights=cell.get("checkpoint", False))
+                                    checkpoint_weights=method == "fused-ckpt")
         info["active_backend"] = block.active_backend
         info["fused_impl"] = kernels.get_fused_impl()
         forward, params = block, list(block.parameters())

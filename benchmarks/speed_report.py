@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Optional
 
@@ -115,7 +116,7 @@ def targets(meta: dict, results: list[dict]) -> list[dict]:
 def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
     out = ["# Speed and memory: Paramixer block and one sparse factor", "",
            f"Measured {meta['date_utc']} UTC on {meta['cpu']} ({meta['cpus']} CPUs), "
-           f"{meta['args']['threads']} threads, torch {meta['torch']}, torch_sparse "
+           f"{meta['args']['threads']} threads (OMP_WAIT_POLICY={meta['args']['omp_wait_policy']}), torch {meta['torch']}, torch_sparse "
            f"{'installed' if meta['torch_sparse'] else 'not installed'}; **{meta['note']}** "
            f"(load average {meta['load_avg_before'][0]:.1f} before, {meta['load_avg_after'][0]:.1f} after). "
            f"Run took {meta['duration_min']:.1f} min.", "",
@@ -137,7 +138,8 @@ def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
         methods = list(dict.fromkeys(r["method"] for r in cells))
         lengths = sorted({r["length"] for r in cells})
         out += ["", f"## {sc['name']} ({sc['level']}, B={sc['batch']}, C={sc['channels']})", "",
-                sc["note"] + ". Each entry: seconds per fwd+bwd step / peak extra memory.", "",
+                sc["note"] + ". Each entry: wall seconds per fwd+bwd step (median process CPU seconds of "
+                "the same steps, both threads) / peak extra memory.", "",
                 "| N | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for n in lengths:
             row = []
@@ -146,7 +148,9 @@ def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
                 if r is None:
                     row.append("")
                 elif r.get("ok"):
-                    row.append(f"{r['time_s']:.3g} s / {r['peak_extra_bytes'] / MB:,.0f} MB")
+                    cpu = [c for c in r.get("cpu_times_s", []) if c is not None]
+                    cpu_txt = f" (cpu {statistics.median(cpu):.3g})" if cpu else ""
+                    row.append(f"{r['time_s']:.3g} s{cpu_txt} / {r['peak_extra_bytes'] / MB:,.0f} MB")
                 elif "skipped" in r:
                     row.append("skip")
                 else:
@@ -195,7 +199,8 @@ def plot(meta: dict, results: list[dict], path: Path) -> None:
             ax.set_ylabel(ylabel)
             ax.set_title(f"{sc['name']} ({sc['level']})", fontsize=10)
             ax.grid(True, which="both", alpha=0.3)
-        row[0].legend(fontsize=8)
+        if row[0].get_legend_handles_labels()[0]:
+            row[0].legend(fontsize=8)
     fig.suptitle(f"sparsemix speed, {meta['note']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
