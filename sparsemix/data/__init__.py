@@ -1,4 +1,4 @@
-"""Real DNA for sparsemix: FASTA reading, tokenising, packaged genomes, splits, manifests, baselines.
+"""Real DNA for sparsemix: FASTA, tokenising, packaged genomes, splits, manifests, baselines.
 
 - :mod:`.fasta`: streaming reader (plain/.gz/.xz/.bz2), normalised to ``ACGTN``.
 - :mod:`.tokenizer`: :class:`DNATokenizer` (specials + A C G T N), reverse complement.

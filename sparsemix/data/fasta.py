@@ -8,7 +8,8 @@ lines. Normalisation, applied line by line while streaming:
 - ``U`` is read as ``T``;
 - the IUPAC ambiguity codes ``R Y S W K M B D H V N`` become ``N``;
 - whitespace inside a sequence line (``\\r``, spaces, tabs) is ignored;
-- anything else (digits, ``-``, ``*``, ``.``, other letters) is an error naming file, line and column.
+- anything else (digits, ``-``, ``*``, ``.``, other letters) is an error naming file, line
+  and column.
 
 Malformed files are errors too (:class:`FastaError`, a ``ValueError``): an empty file, a file with
 no ``>`` record, sequence text before the first header, a header with no sequence after it.

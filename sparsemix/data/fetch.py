@@ -98,7 +98,8 @@ def _ar_members(handle: BinaryIO, path: str) -> dict[str, tuple[int, int]]:
         if not header:
             return members
         if len(header) < 60 or header[58:60] != b"`\n":
-            raise FetchError(f"{path}: truncated or corrupt ar header at byte {handle.tell() - len(header)}")
+            at = handle.tell() - len(header)
+            raise FetchError(f"{path}: truncated or corrupt ar header at byte {at}")
         name = header[:16].decode("ascii", errors="replace").strip().rstrip("/")
         try:
             size = int(header[48:58].decode("ascii").strip())

@@ -40,7 +40,7 @@ def split_arrays(task: TaskData) -> dict[str, tuple[Sequence[Tensor], Tensor, li
 
 
 def baselines_for(task: TaskData, ks: Sequence[int] = (4, 6)) -> dict[str, dict]:
-    """GC and k-mer logistic regression fitted on the task's train split, tested on its test split."""
+    """GC and k-mer logistic regression fitted on the task's train split, tested on its test."""
     return run_baselines(split_arrays(task), task.num_classes, task.meta["bucket_edges"], ks=ks)
 
 
@@ -139,7 +139,8 @@ def fragment_weights(model: torch.nn.Module, tokens: Tensor) -> tuple[list[Tenso
     return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
 
 
-def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path, title: str) -> Path:
+def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,
+                          title: str) -> Path:
     """Left: each factor's learned weights [K slots x N positions] (signed colours, one scale);
     right: the block's effective mixing matrix on the same fragment."""
     plt = _pyplot()
@@ -152,7 +153,8 @@ def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,
     grid = fig.add_gridspec(m, 2, width_ratios=[1.6, 1], wspace=0.25, hspace=0.15)
     for i, w in enumerate(weights):
         ax = fig.add_subplot(grid[i, 0])
-        im = ax.imshow(w.T.numpy(), aspect="auto", cmap="RdBu_r", norm=norm, interpolation="nearest")
+        im = ax.imshow(w.T.numpy(), aspect="auto", cmap="RdBu_r", norm=norm,
+                       interpolation="nearest")
         ax.set_yticks([])
         ax.set_ylabel(f"W{i + 1}", rotation=0, labelpad=14, fontsize=7, va="center")
         if i < m - 1:

@@ -207,7 +207,9 @@ def sample_split(
 # Manifests
 # --------------------------------------------------------------------------------------------
 
-def write_manifest(path: os.PathLike | str, fragments: Iterable[Fragment], comment: str = "") -> Path:
+def write_manifest(
+    path: os.PathLike | str, fragments: Iterable[Fragment], comment: str = "",
+) -> Path:
     """Write fragments as TSV (``file record start length strand label``), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +220,8 @@ def write_manifest(path: os.PathLike | str, fragments: Iterable[Fragment], comme
                 handle.write(f"# {line}\n")
             handle.write("\t".join(MANIFEST_COLUMNS) + "\n")
             for f in fragments:
-                handle.write(f"{f.file}\t{f.record}\t{f.start}\t{f.length}\t{f.strand}\t{f.label}\n")
+                row = (f.file, f.record, str(f.start), str(f.length), f.strand, f.label)
+                handle.write("\t".join(row) + "\n")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

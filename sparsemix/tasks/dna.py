@@ -105,7 +105,8 @@ def build_fragment_task(
     manifests: dict[str, str] = {}
     if out:
         for split in SPLITS:
-            comment = (f"sparsemix task {task}, split {split}, seed {seed}, split mode {split_mode}\n"
+            comment = (f"sparsemix task {task}, split {split}, seed {seed}, "
+                       f"split mode {split_mode}\n"
                        "file: a sparsemix.data.genomes key or a path; start is 0-based; "
                        "strand '-' = reverse complement")
             path = write_manifest(Path(out) / "manifests" / f"{split}.tsv", fragments[split],
@@ -186,7 +187,7 @@ def build_arabidopsis(cfg: Any) -> TaskData:
 
 
 def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
-    """``["LABEL=PATH", ...]`` -> ``{label: [paths]}`` in first-seen order; errors name the entry."""
+    """``["LABEL=PATH", ...]`` -> ``{label: [paths]}``, first-seen order; errors name the entry."""
     by_label: dict[str, list[str]] = {}
     for entry in entries:
         if "=" not in entry:

@@ -129,7 +129,8 @@ def test_checksum_mismatch_is_an_error_and_nothing_is_unpacked(tmp_path, make_de
 def test_corrupt_package_leaves_no_partial_unpack(tmp_path):
     cache = tmp_path / "cache"
     (cache / "downloads").mkdir(parents=True)
-    data = b"!<arch>\n" + b"data.tar.xz     0           0     0     100644  500       `\n" + b"x" * 20
+    header = b"data.tar.xz     0           0     0     100644  500       `\n"
+    data = b"!<arch>\n" + header + b"x" * 20
     pkg = _pkg(data)
     (cache / "downloads" / pkg.filename).write_bytes(data)
     with pytest.raises(FetchError, match="truncated"):
