@@ -47,7 +47,7 @@ def kmer_counts(tokens: Tensor, k: int) -> Tensor:
     return out
 
 
-def kmer_features(items: Iterable[Tensor], k: int, chunk_tokens: int = 1 << 21) -> Tensor:
+def kmer_features(items: Iterable[Tensor], k: int, chunk_tokens: int = 1 << 19) -> Tensor:
     """Strand-symmetric k-mer frequencies (counts / total) of many fragments: [n, 4**k].
 
     Vectorised over fragments: up to ``chunk_tokens`` bases at a time are concatenated, windows

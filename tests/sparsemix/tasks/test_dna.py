@@ -153,3 +153,21 @@ def test_real_species_task_from_cache_when_present():
     td = build_task("dna-species", _cfg(train_size=25, val_size=5, test_size=10, length=512))
     assert len(td.train) == 25 and len(td.test) == 10
     assert {f.label for f in td.test.fragments} == set(genomes.BACTERIAL_SPECIES)
+
+
+def test_fasta_task_trains_end_to_end_in_variable_length_mode(tmp_path):
+    from sparsemix.train import TrainConfig, predict, train
+
+    a = _write_fasta(tmp_path / "a.fa", 0.3, 1, records=(8_000,))
+    b = _write_fasta(tmp_path / "b.fa.gz.txt", 0.6, 2, records=(8_000,))
+    out = tmp_path / "run"
+    cfg = TrainConfig(task="fasta", out=str(out), fasta=[f"low={a}", f"high={b}"], length=400,
+                      train_size=16, val_size=6, test_size=6, epochs=1, channels=8, batch_size=8,
+                      quiet=True, reverse_complement=True, extra={"min_length": 256, "gap": 400})
+    results = train(cfg)
+    assert results["test"]["count"] == 6
+    assert (out / "manifests" / "train.tsv").exists() and (out / "best.pt").exists()
+    pred = predict(str(out), "test")
+    assert pred["probs"].shape == (6, 2)
+    assert sorted(pred["lengths"].tolist()) == sorted(f.length for f in
+                                                      read_manifest(out / "manifests" / "test.tsv"))
