@@ -90,9 +90,10 @@ def _check(v: Tensor, w: Tensor, src: Tensor, inv: Optional[Tensor],
 
 def _mix_rows(out: Tensor, w: Tensor, x: Tensor, index: Optional[Tensor],
               shifts: Optional[Sequence[int]], weights_at_source: bool) -> None:
-    r"""``out[..., i, :] += sum_k w[..., r, k] * x[..., j, :]`` with ``j = index[i, k]`` (or
+    r"""``out[..., i, :] = sum_k w[..., r, k] * x[..., j, :]`` with ``j = index[i, k]`` (or
     ``(i + shifts[k]) mod N``) and ``r = j`` if ``weights_at_source`` else ``r = i``.
 
+    ``out`` may be uninitialised: the first slot of each chunk writes, the others accumulate.
     ``w`` is [..., K, N] (slot-major, so each slot's weights are contiguous) or [K, N] when shared.
     """
     n = x.size(-2)
@@ -102,13 +103,23 @@ def _mix_rows(out: Tensor, w: Tensor, x: Tensor, index: Optional[Tensor],
         stop = min(n, start + rows)
         for k in range(num_slots):
             if shifts is not None:
-                for a, b, s in _shift_pieces(start, stop, shifts[k], n):
+                pieces = list(_shift_pieces(start, stop, shifts[k], n))
+                if k == 0 and len(pieces) > 1:
+                    out[..., start:stop, :].zero_()
+                for a, b, s in pieces:
                     wr = (s, s + b - a) if weights_at_source else (a, b)
-                    out[..., a:b, :].addcmul_(w[..., k, wr[0]:wr[1], None], x[..., s:s + b - a, :])
+                    wk, xk = w[..., k, wr[0]:wr[1], None], x[..., s:s + b - a, :]
+                    if k == 0 and len(pieces) == 1:
+                        torch.mul(wk, xk, out=out[..., a:b, :])
+                    else:
+                        out[..., a:b, :].addcmul_(wk, xk)
             else:
                 j = index[start:stop, k]
                 wk = w[..., k, :].index_select(-1, j) if weights_at_source else w[..., k, start:stop]
-                out[..., start:stop, :].addcmul_(wk[..., None], x.index_select(-2, j))
+                if k == 0:
+                    torch.mul(wk[..., None], x.index_select(-2, j), out=out[..., start:stop, :])
+                else:
+                    out[..., start:stop, :].addcmul_(wk[..., None], x.index_select(-2, j))
 
 
 def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Sequence[int]],
@@ -181,7 +192,7 @@ class FusedSlotMix(torch.autograd.Function):
         if impl == "compiled":
             v3, w3 = _canonical(v, w)
             return compiled_mix.call("mix", v3, w3, src).reshape(v.shape)
-        out = torch.zeros_like(v, memory_format=torch.contiguous_format)
+        out = torch.empty_like(v, memory_format=torch.contiguous_format)
         _mix_rows(out, w.transpose(-1, -2).contiguous(), v.contiguous(), src, shifts,
                   weights_at_source=False)
         return out
@@ -198,7 +209,7 @@ class FusedSlotMix(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             n = v.size(-2)
             inv_shifts = None if shifts is None else tuple((n - o) % n for o in shifts)
-            grad_v = torch.zeros_like(g)
+            grad_v = torch.empty_like(g)
             _mix_rows(grad_v, w.transpose(-1, -2).contiguous(), g, inv, inv_shifts,
                       weights_at_source=True)
             if grad_v.shape != v.shape:  # v was broadcast

@@ -156,3 +156,18 @@ def test_bad_input(kwargs, match):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         fused_slot_mix(**args)
+
+
+@pytest.mark.parametrize("use_shifts", [True, False], ids=["slices", "gather"])
+def test_any_circulant_slot_order(use_shifts, chunk):
+    """Slot 0 need not be the identity (its run then wraps inside a chunk)."""
+    n, shifts = 13, (7, 0, 12, 7)  # repeated and wrapping shifts
+    gen = torch.Generator().manual_seed(4)
+    src = (torch.arange(n)[:, None] + torch.tensor(shifts)) % n
+    inv = (torch.arange(n)[:, None] - torch.tensor(shifts)) % n
+    v = torch.randn(3, n, 2, generator=gen, dtype=torch.float64)
+    w = torch.randn(3, n, 4, generator=gen, dtype=torch.float64)
+    g = torch.randn(3, n, 2, generator=gen, dtype=torch.float64)
+    got = run(lambda v, w: fused_slot_mix(v, w, src, inv, shifts if use_shifts else None), v, w, g)
+    want = run(lambda v, w: naive(v, w, src), v, w, g)
+    assert_close(got, want, torch.float64)
