@@ -22,7 +22,7 @@ import json
 import os
 import platform
 import shlex
-import socket
+import signal
 import statistics
 import subprocess
 import sys
@@ -49,7 +49,7 @@ def worker(args: argparse.Namespace) -> None:
     from sparsemix.train import distributed as D
     from sparsemix.train.samplers import BucketSampler
 
-    info = D.init_distributed("cpu")
+    info = D.init_distributed("cpu", timeout_s=300.0)
     cfg = SimpleNamespace(length=args.length, train_size=args.train_size, val_size=1, test_size=1,
                           seed=0, fasta=None, extra={})
     data = build_task("adding-varlen", cfg)
@@ -107,12 +107,6 @@ def worker(args: argparse.Namespace) -> None:
     D.cleanup(info)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch(procs: int, threads: int, args: argparse.Namespace) -> tuple[dict, list[str]]:
     with tempfile.TemporaryDirectory() as tmp:
         result = Path(tmp) / "result.json"
@@ -126,13 +120,21 @@ def launch(procs: int, threads: int, args: argparse.Namespace) -> tuple[dict, li
         if procs == 1:
             cmd = [sys.executable, *worker_args]
         else:
-            cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={procs}",
-                   "--nnodes=1", "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{_free_port()}",
-                   *worker_args]
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   f"--nproc_per_node={procs}", *worker_args]
         # OMP_NUM_THREADS as torchrun would set it; the worker also calls set_num_threads.
         env = dict(os.environ, OMP_NUM_THREADS=str(threads))
-        subprocess.run(cmd, check=True, env=env)
-        return json.loads(result.read_text()), cmd
+        for attempt in range(2):  # one retry: a rank lost on a shared machine must not hang us
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            try:
+                if proc.wait(timeout=args.run_timeout) == 0:
+                    return json.loads(result.read_text()), cmd
+                print(f"run failed with status {proc.returncode}: {shlex.join(cmd)}", flush=True)
+            except subprocess.TimeoutExpired:
+                print(f"run exceeded {args.run_timeout}s, killed: {shlex.join(cmd)}", flush=True)
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers only
+                proc.wait()
+        raise RuntimeError(f"benchmark run failed twice: {shlex.join(cmd)}")
 
 
 def main() -> None:
@@ -147,6 +149,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=15)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--run-timeout", type=float, default=600.0, help="seconds per run before a retry")
     # worker-only
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)

@@ -95,7 +95,7 @@ def _worker(rank: int, port: int, save_dir: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD))
     torch.set_num_threads(1)
-    info = D.init_distributed("cpu")
+    info = D.init_distributed("cpu", timeout_s=120.0)  # fail, don't hang, if a peer dies
     try:
         assert info == D.DistInfo(rank, WORLD, rank, torch.device("cpu"), rank == 0, "gloo")
         # collectives the trainer relies on
