@@ -1,4 +1,5 @@
 """Every Paramixer backend computes the same block: outputs and gradients of v, x and all parameters."""
+import functools
 import logging
 
 import pytest
@@ -37,14 +38,20 @@ def assert_all_close(got, want, tol):
         assert err <= tol, err
 
 
+@functools.lru_cache(maxsize=None)
+def static_case(protocol, n):
+    """Inputs and the message backend's outputs and gradients, shared by every fast backend."""
+    gen = torch.Generator().manual_seed(n)
+    v = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
+    return v, x, outputs_and_grads(make("message", protocol, n), v, x)
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("protocol", ["chord", "cdil"])
 @pytest.mark.parametrize("n", SIZES)
 def test_static_equals_message_fp64(backend, protocol, n):
-    gen = torch.Generator().manual_seed(n)
-    v = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
-    x = torch.randn(2, n, 3, generator=gen, dtype=torch.float64)
-    want = outputs_and_grads(make("message", protocol, n), v, x)
+    v, x, want = static_case(protocol, n)
     got = outputs_and_grads(make(backend, protocol, n), v, x)
     assert_all_close(got, want, 1e-10)
 
@@ -61,10 +68,7 @@ def test_static_equals_dense_reference(backend, protocol):
 @pytest.mark.parametrize("protocol", ["chord", "cdil"])
 def test_fp32_equals_fp64_message(backend, protocol):
     """fp32 fast path vs the fp64 message path: within 1e-5 of the largest entry."""
-    gen = torch.Generator().manual_seed(5)
-    v = torch.randn(2, 1000, 3, generator=gen, dtype=torch.float64)
-    x = torch.randn(2, 1000, 3, generator=gen, dtype=torch.float64)
-    want = outputs_and_grads(make("message", protocol, 1000), v, x)
+    v, x, want = static_case(protocol, 1000)
     got = outputs_and_grads(make(backend, protocol, 1000, torch.float32), v.float(), x.float())
     assert_all_close([t.double() for t in got], want, 1e-5)
 
