@@ -61,7 +61,7 @@ def scenarios(args, has_sparse: bool) -> list[Scenario]:
     }
     factor = {
         "fused": pow2(10, min(cap, 12 if q else 18)),
-        "fused-compiled": pow2(10, min(cap, 12 if q else 18))[::2],
+        "fused-compiled": pow2(10, min(cap, 12 if q else 18))[::4],
         "message": pow2(10, min(cap, 11 if q else 16)),
     }
     if has_sparse:
@@ -72,17 +72,19 @@ def scenarios(args, has_sparse: bool) -> list[Scenario]:
                  note="one Paramixer block (value MLP + M factors, weight MLPs included) vs SDPA attention"),
         Scenario(f"factor-B{b}-C{c}", "factor", b, c, factor,
                  note="one sparse factor with given weights [B, N, K] (no MLP)"),
-        Scenario(f"block-B1-C{c}", "block", 1, c,
-                 {"fused": pow2(10, min(cap, 12 if q else 18)),
-                  "attention": pow2(10, min(cap, 11 if q else 17))},
-                 note="B = 1 scaling and long-N comparison with attention"),
         Scenario("long-B1-C32", "block", 1, 32,
-                 {"fused": [1 << min(cap, 14 if q else 20)], "fused-ckpt": [1 << min(cap, 14 if q else 20)]},
+                 {"fused-ckpt": [1 << min(cap, 14 if q else 20)], "fused": [1 << min(cap, 14 if q else 20)]},
                  first_step_only=True, step_limit_s=600.0,
                  note="longest trainable N: the first fwd+bwd step of one block (no warm-up), memory "
                       "limit only (fused-ckpt: checkpoint_weights=True, weight MLPs recomputed in "
                       "backward)"),
+        Scenario(f"block-B1-C{c}", "block", 1, c,
+                 {"fused": pow2(10, min(cap, 12 if q else 18)),
+                  "attention": pow2(10, min(cap, 11 if q else 17))},
+                 note="B = 1 scaling and long-N comparison with attention"),
     ]
+    if b == 1:  # the main block scenario already is the B = 1 one
+        out = [s for s in out if s.name != f"block-B1-C{c}" or s.lengths is block]
     return [s for s in out if any(s.lengths.values())]
 
 
