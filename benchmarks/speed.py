@@ -193,6 +193,9 @@ def main(argv=None) -> None:
     p.add_argument("--only", nargs="*", help="run only the scenarios whose names start with these")
     p.add_argument("--note", default="2-core CPU container, contended (other engineers running jobs)")
     p.add_argument("--quick", action="store_true", help="small N only (smoke test, ~2 min)")
+    p.add_argument("--append", action="store_true",
+                   help="merge into an existing OUT/speed.json, replacing only the scenarios run now "
+                        "(to finish scenarios that an earlier run's time budget skipped)")
     args = p.parse_args(argv)
 
     sys.path.insert(0, str(HERE.parent))
@@ -216,6 +219,18 @@ def main(argv=None) -> None:
     from speed_report import write_report
 
     args.out.mkdir(parents=True, exist_ok=True)
+    run = {k: meta[k] for k in ("date_utc", "duration_min", "command", "load_avg_before", "load_avg_after")}
+    run["scenarios"] = [s.name for s in todo]
+    meta["runs"] = [run]
+    previous = args.out / "speed.json"
+    if args.append and previous.exists():
+        old = json.loads(previous.read_text())
+        names = {s.name for s in todo}
+        results = [r for r in old["cells"] if r["scenario"] not in names] + results
+        old_runs = old["meta"].get("runs") or [{k: old["meta"][k] for k in run if k in old["meta"]}]
+        scen = {s["name"]: s for s in old["meta"]["scenarios"]}
+        scen.update({s["name"]: s for s in meta["scenarios"]})
+        meta = {**old["meta"], "runs": old_runs + [run], "scenarios": list(scen.values())}
     write_report(meta, results, args.out)
     print(f"wrote {args.out}/speed.json, speed.md, speed.png")
 

@@ -117,14 +117,22 @@ def targets(meta: dict, results: list[dict]) -> list[dict]:
     return rows
 
 
+def _names(scenarios: list) -> list[str]:
+    return [s if isinstance(s, str) else s["name"] for s in scenarios]
+
+
 def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
     out = ["# Speed and memory: Paramixer block and one sparse factor", "",
-           f"Measured {meta['date_utc']} UTC on {meta['cpu']} ({meta['cpus']} CPUs), "
-           f"{meta['args']['threads']} threads (OMP_WAIT_POLICY={meta['args']['omp_wait_policy']}), torch {meta['torch']}, torch_sparse "
-           f"{'installed' if meta['torch_sparse'] else 'not installed'}; **{meta['note']}** "
-           f"(load average {meta['load_avg_before'][0]:.1f} before, {meta['load_avg_after'][0]:.1f} after). "
-           f"Run took {meta['duration_min']:.1f} min.", "",
-           f"Command: `{meta['command']}`", "",
+           f"Measured on {meta['cpu']} ({meta['cpus']} CPUs), "
+           f"{meta['args']['threads']} threads (OMP_WAIT_POLICY={meta['args']['omp_wait_policy']}), "
+           f"torch {meta['torch']}, torch_sparse "
+           f"{'installed' if meta['torch_sparse'] else 'not installed'}; **{meta['note']}**.", ""]
+    for run in meta.get("runs") or [meta]:
+        out += [f"- {run['date_utc']} UTC, {run['duration_min']:.1f} min, load average "
+                f"{run['load_avg_before'][0]:.1f} before / {run['load_avg_after'][0]:.1f} after: "
+                f"`{run['command']}`" + (f" (scenarios: {', '.join(_names(run['scenarios']))})"
+                                         if "scenarios" in run else "")]
+    out += ["",
            "Each cell is a fresh process: one warm-up step, then the median of the timed fwd+bwd steps "
            "(fewer once they add up to `--slow-step-s`); memory is the peak RSS growth of the "
            "process over its RSS after imports (VmHWM), so it includes inputs, activations and "
