@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import shutil
 import sys
@@ -84,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="where the per-run folders go (default: <out>/<name>-runs, deleted unless "
                         "--keep-runs)")
     p.add_argument("--keep-runs", action="store_true")
+    p.add_argument("--render-only", action="store_true",
+                   help="only rewrite <name>.md and .png from an existing <name>.json "
+                        "(e.g. after stopping a long run)")
     args = p.parse_args(argv)
     if any(k < 1 for k in args.lengths):
         p.error("--lengths are exponents >= 1")
@@ -120,7 +122,8 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
              f"{args.train_size} training / {args.val_size} validation / {args.test_size} test "
              f"sequences, batch {args.batch_size}, Adam lr {args.lr:g} ({args.scheduler}), "
              f"C = {args.channels}, "
-             f"{args.num_layers} layers; model chosen on validation, tested once.  ",
+             f"{args.num_layers} layer{'s' if args.num_layers != 1 else ''}; model chosen on "
+             f"validation, tested once.  ",
              f"Total wall time: {meta['wall_s'] / 60:.1f} min.", ""]
     for task in args.tasks:
         title = ("Adding problem: error % (|ŷ − y| ≥ 0.04); paper figure values beside ours"
@@ -186,6 +189,13 @@ def main(argv=None) -> int:
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                        f"torch {torch.__version__}, device {args.device}",
             "args": vars(args)}
+    if args.render_only:
+        saved = json.loads((out / f"{args.name}.json").read_text())
+        meta, rows = saved["meta"], saved["rows"]
+        args = argparse.Namespace(**{**meta["args"], "render_only": True})
+        (out / f"{args.name}.md").write_text(markdown(rows, args, meta))
+        plot(rows, args, out / f"{args.name}.png")
+        return 0
     rows: list[dict] = []
     t0 = time.perf_counter()
     for task in args.tasks:
