@@ -110,16 +110,25 @@ def _mix_rows(out: Tensor, w: Tensor, x: Tensor, index: Optional[Tensor],
                     wr = (s, s + b - a) if weights_at_source else (a, b)
                     wk, xk = w[..., k, wr[0]:wr[1], None], x[..., s:s + b - a, :]
                     if k == 0 and len(pieces) == 1:
-                        torch.mul(wk, xk, out=out[..., a:b, :])
+                        _write_product(out[..., a:b, :], wk, xk)
                     else:
                         out[..., a:b, :].addcmul_(wk, xk)
             else:
                 j = index[start:stop, k]
                 wk = w[..., k, :].index_select(-1, j) if weights_at_source else w[..., k, start:stop]
                 if k == 0:
-                    torch.mul(wk[..., None], x.index_select(-2, j), out=out[..., start:stop, :])
+                    _write_product(out[..., start:stop, :], wk[..., None], x.index_select(-2, j))
                 else:
                     out[..., start:stop, :].addcmul_(wk[..., None], x.index_select(-2, j))
+
+
+def _write_product(dst: Tensor, a: Tensor, b: Tensor) -> None:
+    """``dst[...] = a * b`` without a temporary in eager mode; plain assignment under torch.compile,
+    whose tracer does not accept ``out=`` into non-contiguous views."""
+    if torch.compiler.is_compiling():
+        dst.copy_(a * b)
+    else:
+        torch.mul(a, b, out=dst)
 
 
 def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Sequence[int]],
@@ -139,6 +148,9 @@ def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Seq
             else:
                 pieces = [(start, stop, v.index_select(-2, src[start:stop, k]))]
             for a, b, vs in pieces:
+                if torch.compiler.is_compiling():  # dynamo rejects out= into non-contiguous views
+                    gw[..., k, a:b] = (g[..., a:b, :] * vs).sum(-1)
+                    continue
                 p = prod[..., :b - a, :]
                 torch.mul(g[..., a:b, :], vs, out=p)
                 torch.sum(p, -1, out=gw[..., k, a:b])
