@@ -1,4 +1,4 @@
-"""``sparsemix`` command line: ``train`` and ``evaluate`` (also ``python -m sparsemix``).
+"""``sparsemix`` command line: ``train``, ``evaluate``, ``bench`` and ``plot`` (also ``python -m sparsemix``).
 
 Exit status: 0 on success, 2 on bad input (one line on stderr, nothing overwritten), 130 after
 Ctrl-C (a resumable ``last.pt`` has been written first).
@@ -11,6 +11,8 @@ import math
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = _Parser(prog="sparsemix", description="Paramixer sparse-factor sequence mixing: train "
                      "and evaluate models. Every run lives in one folder (--out).")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench,plot}", parser_class=_Parser)
     sub.required = True
 
     tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun as DDP)",
@@ -134,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="train, val or test (default: test)")
     ev.add_argument("--which", default="best", help="best or last checkpoint (default: best)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
+    add_bench_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 
@@ -168,7 +172,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(json.dumps({"out": args.get("out") or results.get("out"),
                               "test": {k: v for k, v in results["test"].items()
                                        if k != "per_class"}}))
-        else:
+        elif command in ("bench", "plot"):
+            return (bench_main if command == "bench" else plot_main)(argparse.Namespace(**args))
+        else:  # evaluate
             print(json.dumps(evaluate(args["out"], args["split"], args["which"], args["device"]),
                              indent=2))
     except TrainingInterrupted as err:
