@@ -103,7 +103,7 @@ def build_fragment_task(
 
     out = getattr(cfg, "out", None)
     manifests: dict[str, str] = {}
-    if out:
+    if out and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
         for split in SPLITS:
             comment = (f"sparsemix task {task}, split {split}, seed {seed}, "
                        f"split mode {split_mode}\n"

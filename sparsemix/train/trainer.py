@@ -294,6 +294,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict:
                 "metric": metric_name, "mode": mode, **state}
 
     stopped = None
+    # throughput of this invocation (not persisted: a resumed run reports its own session)
+    session = {"samples": 0.0, "tokens": 0.0, "time_s": 0.0}
     with _SigintFlag() as sigint:
         while state["epoch"] < cfg.epochs and stopped is None:
             epoch = state["epoch"]
@@ -324,7 +326,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict:
                                              < task.meta["tolerance"]).sum())
                 state["step_in_epoch"] = i + 1
                 state["global_step"] += 1
-                state["train_time_s"] += time.perf_counter() - t0
+                step_s = time.perf_counter() - t0
+                state["train_time_s"] += step_s
+                session["samples"] += g
+                session["tokens"] += float(b.lengths.sum())  # this rank's; summed over ranks below
+                session["time_s"] += step_s
                 bar.update(1)
                 bar.set_postfix(loss=f"{acc['loss_sum'] / max(acc['count'], 1):.4g}", refresh=False)
                 # every rank must agree on stopping, else a collective would hang
@@ -381,13 +387,25 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict:
                "pooling": cfg.pooling, "length": task.max_len, "best_epoch": best["best_epoch"],
                "selected_on": f"val_{metric_name}", "epochs_done": state["epoch"],
                "steps": state["global_step"], "train_time_s": round(state["train_time_s"], 3),
-               "stopped": stopped, "parameters": n_params, "val": val, "test": test}
+               "stopped": stopped, "parameters": n_params,
+               "throughput": _throughput(session, info), "val": val, "test": test}
     if info.is_main:
         from .checkpoint import atomic_write_text
 
         atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     _log(f"test {metric_name}: {test[metric_name]:.4g} (best epoch {best['best_epoch']})", cfg, info)
+    tp = results["throughput"]
+    _log(f"training throughput: {tp['samples_per_s']:.1f} sequences/s, {tp['tokens_per_s']:.0f} "
+         f"tokens/s ({tp['samples']:.0f} sequences in {tp['time_s']:.1f} s this session)", cfg, info)
     return results
+
+
+def _throughput(session: dict, info) -> dict:
+    """Sequences/s and tokens/s of this session's training steps (tokens summed over ranks)."""
+    tokens = all_reduce_sum({"tokens": session["tokens"]}, info)["tokens"]
+    seconds = max(session["time_s"], 1e-9)
+    return {"samples": session["samples"], "tokens": tokens, "time_s": round(session["time_s"], 3),
+            "samples_per_s": session["samples"] / seconds, "tokens_per_s": tokens / seconds}
 
 
 def load_model(out: str, which: str = "best", device: "str | torch.device" = "cpu"

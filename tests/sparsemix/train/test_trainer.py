@@ -158,3 +158,13 @@ def test_time_budget_stops_after_the_step_that_exceeds_it(tmp_path):
     assert record["partial"] and record["epoch"] == 1
     ck = load_checkpoint(os.path.join(cfg.out, "last.pt"))
     assert (ck["epoch"], ck["step_in_epoch"]) == (0, 1)
+
+
+def test_results_report_training_throughput(tmp_path):
+    cfg = _cfg(tmp_path, "throughput", epochs=1)
+    results = train(cfg)
+    tp = results["throughput"]
+    assert tp["samples"] == cfg.train_size  # one epoch: every training sequence once
+    assert tp["tokens"] == cfg.train_size * cfg.length  # fixed length: N tokens per sequence
+    assert tp["samples_per_s"] == pytest.approx(tp["samples"] / tp["time_s"], rel=1e-2)
+    assert json.load(open(os.path.join(cfg.out, "results.json")))["throughput"]["samples"] == tp["samples"]
