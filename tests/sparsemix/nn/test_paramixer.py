@@ -192,3 +192,16 @@ def test_bad_input_is_rejected_with_names():
         Paramixer(4, max_len=8, protocol="butterfly")
     with pytest.raises(ValueError, match="needs max_len or num_factors"):
         Paramixer(4)
+
+
+def test_fused_impl_is_validated_and_passed_on(monkeypatch):
+    from sparsemix import kernels
+
+    seen = []
+    original = kernels.fused_slot_mix
+    monkeypatch.setattr(kernels, "fused_slot_mix", lambda *a, **kw: seen.append(kw["impl"]) or original(*a, **kw))
+    b = block("chord", max_len=8, backend="fused", fused_impl="eager")
+    b(torch.randn(8, 4, dtype=torch.float64))
+    assert seen == ["eager"] * b.num_factors
+    with pytest.raises(ValueError, match="fused_impl must be"):
+        Paramixer(4, max_len=8, fused_impl="triton")
