@@ -132,8 +132,13 @@ def launch(procs: int, threads: int, args: argparse.Namespace) -> tuple[dict, li
                 print(f"run failed with status {proc.returncode}: {shlex.join(cmd)}", flush=True)
             except subprocess.TimeoutExpired:
                 print(f"run exceeded {args.run_timeout}s, killed: {shlex.join(cmd)}", flush=True)
-                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers only
-                proc.wait()
+                # SIGTERM lets torchrun stop its workers (they run in their own process groups)
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the launcher we started, only
+                    proc.wait()
         raise RuntimeError(f"benchmark run failed twice: {shlex.join(cmd)}")
 
 
