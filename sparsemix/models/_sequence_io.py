@@ -106,6 +106,25 @@ class InputEmbedding(nn.Module):
         return h
 
 
+def embed_sequences(model: nn.Module, tokens: Tensor, batch: Optional[Tensor] = None
+                    ) -> tuple[Tensor, Optional[Tensor]]:
+    """The shared start of every classifier's forward: check the flatten head's fixed length, embed
+    ``tokens`` with ``model.embed`` and prepend ``model.cls`` when it has one.
+
+    Returns the embedding [B, N, C] or [T, C] and the (possibly CLS-extended) batch vector.
+    """
+    if model.pooling == "flatten":
+        if batch is not None:
+            raise ValueError("pooling='flatten' needs fixed-length [B, N] input, got a batch vector")
+        if tokens.dim() < 2 or tokens.size(1) != model.max_len:
+            raise ValueError(f"pooling='flatten' needs exactly N = max_len = {model.max_len} "
+                             f"positions, got input shape {list(tokens.shape)}")
+    h = model.embed(tokens, batch)  # [B, N, C] or [T, C]
+    if model.cls is not None:
+        h, batch = prepend_cls(h, model.cls, batch)
+    return h, batch
+
+
 def prepend_cls(h: Tensor, cls: Tensor, batch: Optional[Tensor] = None
                 ) -> tuple[Tensor, Optional[Tensor]]:
     """Insert the vector ``cls`` [C] before every sequence.

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ._sequence_io import InputEmbedding, check_pooling, pool, positions_in_sequence, \
-    prepend_cls, sequence_lengths
+    embed_sequences, sequence_lengths
 
 
 def circular_taps(h: Tensor, dilation: int, kernel_size: int,
@@ -82,12 +82,7 @@ class CDILClassifier(nn.Module):
         self.head = nn.Linear(max_len * channels if pooling == "flatten" else channels, num_classes)
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        if self.pooling == "flatten" and (batch is not None or tokens.size(1) != self.max_len):
-            raise ValueError(f"pooling='flatten' needs fixed-length input with N = max_len = "
-                             f"{self.max_len}")
-        h = self.embed(tokens, batch)
-        if self.cls is not None:
-            h, batch = prepend_cls(h, self.cls, batch)
+        h, batch = embed_sequences(self, tokens, batch)
         h = self.embed_dropout(h)
         for block in self.blocks:
             h = block(h, batch)

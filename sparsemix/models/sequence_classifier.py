@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ..nn import Paramixer
-from ._sequence_io import InputEmbedding, check_pooling, pool, prepend_cls
+from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool
 
 WEIGHTS_FROM = ("embedding", "state")
 
@@ -83,15 +83,7 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(head_in, num_classes)
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        if self.pooling == "flatten":
-            if batch is not None:
-                raise ValueError("pooling='flatten' needs fixed-length [B, N] input, got a batch vector")
-            if tokens.dim() < 2 or tokens.size(1) != self.max_len:
-                raise ValueError(f"pooling='flatten' needs exactly N = max_len = {self.max_len} "
-                                 f"positions, got input shape {list(tokens.shape)}")
-        h = self.embed(tokens, batch)  # [B, N, C] or [T, C]
-        if self.cls is not None:
-            h, batch = prepend_cls(h, self.cls, batch)
+        h, batch = embed_sequences(self, tokens, batch)
         x = self.embed_dropout(h)
         v = self.embed_dropout(h)  # an independent mask, as the paper's dropout1
         for block in self.blocks:

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.utils import to_dense_batch
 
-from ._sequence_io import InputEmbedding, check_pooling, pool, prepend_cls
+from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool
 
 
 class EncoderLayer(nn.Module):
@@ -76,12 +76,7 @@ class TransformerClassifier(nn.Module):
         self.head = nn.Linear(max_len * channels if pooling == "flatten" else channels, num_classes)
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        if self.pooling == "flatten" and (batch is not None or tokens.size(1) != self.max_len):
-            raise ValueError(f"pooling='flatten' needs fixed-length input with N = max_len = "
-                             f"{self.max_len}")
-        h = self.embed(tokens, batch)
-        if self.cls is not None:
-            h, batch = prepend_cls(h, self.cls, batch)
+        h, batch = embed_sequences(self, tokens, batch)
         mask = None
         if batch is not None:
             h, mask = to_dense_batch(h, batch)  # [B, N_max, C], [B, N_max]

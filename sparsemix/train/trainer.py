@@ -404,7 +404,7 @@ def _throughput(session: dict, info) -> dict:
     """Sequences/s and tokens/s of this session's training steps (tokens summed over ranks)."""
     tokens = all_reduce_sum({"tokens": session["tokens"]}, info)["tokens"]
     seconds = max(session["time_s"], 1e-9)
-    return {"samples": session["samples"], "tokens": tokens, "time_s": round(session["time_s"], 3),
+    return {"samples": session["samples"], "tokens": tokens, "time_s": round(session["time_s"], 6),
             "samples_per_s": session["samples"] / seconds, "tokens_per_s": tokens / seconds}
 
 
