@@ -84,7 +84,7 @@ class TrainConfig:
         _choice("--protocol", self.protocol, PROTOCOLS)
         _choice("--backend", self.backend, BACKENDS)
         _choice("--pooling", self.pooling, POOLINGS)
-        _choice("--model", self.model, MODELS)
+        _choice("--model", self.model, tuple(MODELS))
         _choice("--scheduler", self.scheduler, SCHEDULERS)
         _choice("--weights-from", self.weights_from, WEIGHTS_FROM)
         if not (isinstance(self.device, str) and (self.device in ("auto", "cpu")

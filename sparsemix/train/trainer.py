@@ -11,7 +11,6 @@ A run lives in one folder::
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models import CDILClassifier, SequenceClassifier, TransformerClassifier
+from .. import models
 from ..tasks import TASKS, TaskData, build_task, load_all
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import RunError, TrainConfig
@@ -32,6 +31,7 @@ from .data import Batch, collate, dataset_lengths, eval_batches, train_sampler
 from .distributed import (DistInfo, all_reduce_sum, barrier, cleanup, global_batch_count,
                           init_distributed, scale_loss, unwrap_model, wrap_model)
 from .metrics import classification_metrics, is_better, primary_metric, regression_metrics
+from .recipe import build_optimizer, build_scheduler
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -66,26 +66,16 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
-    """The model ``cfg.model`` sized for ``task``."""
-    io = dict(input_dim=task.input_dim if task.input == "continuous" else None,
-              dropout=cfg.dropout, positional=cfg.positional)
-    vocab = task.vocab_size if task.input == "tokens" else None
-    if cfg.pooling == "flatten" and task.variable_length:
-        raise ValueError(f"--pooling flatten needs a fixed-length task; {cfg.task} is variable-length")
-    if cfg.model == "paramixer":
-        return SequenceClassifier(vocab, task.num_classes, cfg.channels, cfg.num_layers,
-                                  protocol=cfg.protocol, max_len=task.max_len, pooling=cfg.pooling,
-                                  hidden_channels=cfg.hidden_channels, backend=cfg.backend,
-                                  weights_from=cfg.weights_from, **io)
-    if cfg.model == "transformer":
-        return TransformerClassifier(vocab, task.num_classes, cfg.channels, cfg.num_layers,
-                                     max_len=task.max_len, pooling=cfg.pooling,
-                                     num_heads=cfg.num_heads, ffn_channels=cfg.hidden_channels, **io)
-    if cfg.model == "cdil-cnn":
-        return CDILClassifier(vocab, task.num_classes, cfg.channels,
-                              cfg.extra.get("cdil_layers"), max_len=task.max_len,
-                              pooling=cfg.pooling, **io)
-    raise ValueError(f"--model must be paramixer, transformer or cdil-cnn; got {cfg.model!r}")
+    """The model ``cfg.model`` sized for ``task`` (through the model registry)."""
+    return models.build_model(
+        cfg.model, num_classes=task.num_classes, max_len=task.max_len,
+        vocab_size=task.vocab_size if task.input == "tokens" else None,
+        input_dim=task.input_dim if task.input == "continuous" else None,
+        variable_length=task.variable_length, channels=cfg.channels, num_layers=cfg.num_layers,
+        hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
+        positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
+        weights_from=cfg.weights_from, num_heads=cfg.num_heads,
+        cdil_layers=cfg.extra.get("cdil_layers"))
 
 
 def _forward(model: nn.Module, b: Batch) -> Tensor:
@@ -137,13 +127,6 @@ def _device(cfg: TrainConfig, info: Optional[DistInfo] = None) -> torch.device:
         return info.device
     dev = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device
     return torch.device("cpu" if dev == "auto" else dev)
-
-
-def _scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total_steps) / max(1, total_steps))))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
 class _SigintFlag:
@@ -251,13 +234,13 @@ def _train(cfg: TrainConfig, info: DistInfo) -> dict:
     task = build_task(cfg.task, cfg)
     device = info.device
     model = build_model(cfg, task).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = build_optimizer(model, cfg)
     lengths = dataset_lengths(task.train)
     sampler = train_sampler(task, cfg.batch_size, cfg.seed, info, lengths)
     steps_per_epoch = len(sampler)
     if cfg.max_steps_per_epoch is not None:
         steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    sched = _scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
+    sched = build_scheduler(opt, cfg, steps_per_epoch * cfg.epochs)
     metric_name, mode = primary_metric(task.kind)
 
     state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
