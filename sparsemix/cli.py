@@ -12,7 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from .errors import RunError, one_line
+from .tasks import TASKS, load_all
 from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
+from .train import TrainConfig, TrainingInterrupted, evaluate, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -26,8 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _task_names() -> str:
-    from .tasks import TASKS, load_all
-
     load_all()
     return ", ".join(sorted(TASKS)) or "(none registered)"
 
@@ -100,8 +101,6 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
-
     defaults = TrainConfig()
     parser = _Parser(prog="sparsemix", description="Paramixer sparse-factor sequence mixing: train "
                      "and evaluate models. Every run lives in one folder (--out).")
@@ -141,9 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_config(given: dict[str, Any]):
-    from .train import RunError, TrainConfig
-
+def _train_config(given: dict[str, Any]) -> TrainConfig:
     if given.get("resume"):
         if "out" not in given:
             raise ValueError("--resume needs --out")
@@ -164,8 +161,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
-    from .train import RunError, TrainingInterrupted, evaluate, train
-
     try:
         if command == "train":
             results = train(_train_config(args))
@@ -180,9 +175,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except TrainingInterrupted as err:
         print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, RunError, FileNotFoundError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"sparsemix {command}: error: {message}", file=sys.stderr)
+    except (ValueError, RunError, OSError, EOFError) as err:
+        print(f"sparsemix {command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 

@@ -32,17 +32,18 @@ IUPAC_TO_ACGTN: dict[str, str] = {
     **{code: "N" for code in "RYSWKMBDHVN"},
 }
 
-_WHITESPACE = b" \t\r\n\v\f"
-# One 256-entry table does the case folding and the ambiguity mapping in C (bytes.translate).
-_NORMALISE = bytearray(range(256))
+#: Bytes skipped inside sequence lines.
+WHITESPACE = b" \t\r\n\v\f"
+#: One 256-entry table does the case folding and the ambiguity mapping in C (bytes.translate).
+NORMALISE = bytearray(range(256))
 for _letter, _out in IUPAC_TO_ACGTN.items():
-    _NORMALISE[ord(_letter)] = ord(_out)
-    _NORMALISE[ord(_letter.lower())] = ord(_out)
-_NORMALISE = bytes(_NORMALISE)
-# Deleting every accepted byte leaves exactly the offending ones.
-_ACCEPTED = bytes(
+    NORMALISE[ord(_letter)] = ord(_out)
+    NORMALISE[ord(_letter.lower())] = ord(_out)
+NORMALISE = bytes(NORMALISE)
+#: Deleting every accepted byte (``raw.translate(None, ACCEPTED)``) leaves the offending ones.
+ACCEPTED = bytes(
     sorted({ord(c) for c in IUPAC_TO_ACGTN} | {ord(c.lower()) for c in IUPAC_TO_ACGTN})
-) + _WHITESPACE
+) + WHITESPACE
 
 
 class FastaError(ValueError):
@@ -88,7 +89,7 @@ def open_maybe_compressed(path: PathLike) -> BinaryIO:
 
 
 def _bad_character(path: str, lineno: int, raw: bytes) -> FastaError:
-    bad = raw.translate(None, _ACCEPTED)
+    bad = raw.translate(None, ACCEPTED)
     column = raw.index(bad[:1]) + 1
     char = bad[:1].decode("latin-1")
     return FastaError(
@@ -134,9 +135,9 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
                 chunks = []
                 seen_record = True
                 continue
-            if raw.translate(None, _ACCEPTED):
+            if raw.translate(None, ACCEPTED):
                 raise _bad_character(path_str, lineno, raw)
-            line = raw.translate(_NORMALISE, _WHITESPACE)
+            line = raw.translate(NORMALISE, WHITESPACE)
             if not line:
                 continue  # blank lines are allowed anywhere
             if header is None:

@@ -13,6 +13,7 @@ Dataset items are ``(x, y)``:
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Optional
 
@@ -39,6 +40,19 @@ class TaskData:
 TaskBuilder = Callable[[Any], TaskData]
 TASKS: dict[str, TaskBuilder] = {}
 
+# Modules that register tasks; imported on first use so `import sparsemix.tasks` stays light.
+TASK_MODULES = ("sparsemix.tasks.synthetic", "sparsemix.tasks.dna")
+
+
+def load_all() -> None:
+    """Import (and so register) the built-in tasks."""
+    for module in TASK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:  # a real missing dependency, not a task module not written yet
+                raise
+
 
 def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
     """Decorator: make ``build`` available as ``sparsemix train --task NAME``."""
@@ -52,8 +66,6 @@ def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
 
 def build_task(name: str, cfg: Any) -> TaskData:
     """Build the task ``name``; an unknown name is a ValueError listing the known ones."""
-    from . import load_all  # registers the built-in tasks on first use
-
     load_all()
     if name not in TASKS:
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {name!r}")

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from ..models import MODELS
-from ..models._sequence_io import POOLINGS
+from .._io import atomic_write_text
+from ..errors import RunError
+from ..models import MODELS, POOLINGS
 
 PROTOCOLS = ("chord", "cdil")
 BACKENDS = ("auto", "message", "fused", "sparse")
@@ -19,10 +20,6 @@ WEIGHTS_FROM = ("embedding", "state")
 # Fields that may differ when a run is resumed: where/how long/on what it runs, not what it learns.
 RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_s", "quiet",
                               "eval_batch_size", "backend", "deterministic"})
-
-
-class RunError(RuntimeError):
-    """A user-facing problem with a run folder or checkpoint (the CLI prints it as one line)."""
 
 
 @dataclass
@@ -122,8 +119,6 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:
-        from .checkpoint import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
