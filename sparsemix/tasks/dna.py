@@ -120,11 +120,12 @@ def build_fragment_task(
                                reverse_complement=rc and split == "train", tokenizer=tokenizer)
         for split in SPLITS
     }
-    longest = max(f.length for split in SPLITS for f in fragments[split])
+    # the model is sized from the configuration, never from the fragments drawn (test included)
+    max_len = int(model_max_len) if model_max_len is not None else length
     return TaskData(
         train=datasets["train"], val=datasets["val"], test=datasets["test"],
         kind="classification", num_classes=len(class_names), input="tokens",
-        max_len=longest, variable_length=min_length < length,
+        max_len=max_len, variable_length=min_length < length,
         vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id,
         class_names=list(class_names),
         meta={"task": task, "split_mode": split_mode, "min_length": min_length,

@@ -58,14 +58,25 @@ def run_eval(model: nn.Module, ds: Dataset, task: TaskData, batch_size: int,
         metrics.update(regression_metrics(preds, y, task.meta.get("tolerance")))
         raw = {"preds": preds, "labels": y, "lengths": lengths}
     else:
-        # rank ROC-AUC on float64 log-probabilities: float32 softmax saturates to ties at 0 / 1
         log_probs = out.double().log_softmax(-1)
         metrics = {"loss": float(F.nll_loss(log_probs, y))}
         metrics.update(classification_metrics(log_probs.exp(), y, task.class_names,
-                                              scores=log_probs))
+                                              scores=log_odds(out)))
         raw = {"probs": log_probs.exp().float(), "labels": y, "lengths": lengths}
     metrics["count"] = len(ds)
     return metrics, raw
+
+
+def log_odds(logits: Tensor) -> Tensor:
+    """[n, C] one-vs-rest log-odds ``log p_c - log(1 - p_c) = l_c - logsumexp_{j != c} l_j``, in
+    float64. What ROC-AUC ranks: softmax (even float64 log-softmax) of a confident model
+    saturates to ties, the log-odds never do."""
+    logits = logits.double()
+    eye = torch.eye(logits.size(1), dtype=torch.bool, device=logits.device)
+    others = logits.unsqueeze(1).masked_fill(eye, float("-inf"))  # [n, C, C]: row c drops c
+    if logits.size(1) == 1:
+        return logits
+    return logits - others.logsumexp(-1)
 
 
 def _outputs_in_order(model: nn.Module, ds: Dataset, task: TaskData, batch_size: int,

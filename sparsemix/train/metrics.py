@@ -43,8 +43,9 @@ def classification_metrics(probs: Tensor, labels: Tensor,
 
     Args:
         probs: [n, C] class probabilities. labels: [n] class ids.
-        scores: [n, C] what ROC-AUC ranks (default ``probs``). Pass float64 log-probabilities:
-            float32 probabilities of a confident model saturate to ties at 0 and 1.
+        scores: [n, C] what ROC-AUC ranks (default ``probs``). Pass one-vs-rest log-odds
+            (:func:`sparsemix.train.inference.log_odds`): the probabilities of a confident model
+            saturate to ties at 0 and 1.
     """
     scores = probs if scores is None else scores
     num_classes = probs.size(1)
