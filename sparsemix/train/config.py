@@ -112,6 +112,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise RunError(f"{source} must hold a JSON object of config fields, "
+                           f"got a {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -22,8 +22,9 @@ from ..tasks import TASKS, TaskData, build_task, load_all
 from .checkpoint import load_checkpoint, rng_state, set_rng_state
 from .config import TrainConfig
 from .data import collate, dataset_lengths, train_sampler
-from .distributed import (DistInfo, all_reduce_sum, barrier, cleanup, global_batch_count,
-                          init_distributed, scale_loss, unwrap_model, wrap_model)
+from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, cleanup,
+                          global_batch_count, init_distributed, scale_loss, unwrap_model,
+                          wrap_model)
 from .inference import build_model, forward, loss_sum, run_eval
 from .interrupt import StopFlag, TrainingInterrupted
 from .metrics import is_better, primary_metric, throughput
@@ -55,7 +56,7 @@ class _Run:
     # persisted in every checkpoint; "accum" holds the GLOBAL (all-rank) sums of a partial epoch
     state: dict = field(default_factory=lambda: {
         "epoch": 0, "step_in_epoch": 0, "global_step": 0, "best": None, "best_epoch": None,
-        "train_time_s": 0.0, "accum": _zero_sums()})
+        "train_time_s": 0.0, "accum": _zero_sums(), "history": []})
     # this rank's sums since the last checkpoint, and this invocation's throughput (not persisted)
     local: dict = field(default_factory=_zero_sums)
     session: dict = field(default_factory=lambda: {"samples": 0.0, "tokens": 0.0, "time_s": 0.0})
@@ -82,8 +83,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.task not in TASKS:
         raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}; got {cfg.task!r}")
     info = init_distributed(cfg.device)
+    folder = RunFolder(cfg.out)
     try:
-        folder = RunFolder(cfg.out)
+        _lock(folder, info)
         ckpt = folder.prepare(cfg)
         barrier(info)  # every rank checked the folder before rank 0 writes into it
         run = _setup(cfg, info, folder, ckpt)
@@ -91,7 +93,22 @@ def train(cfg: TrainConfig) -> dict:
             _run_epochs(run, stop)
         return _test_best(run)
     finally:
+        if info.is_main:
+            folder.release()
         cleanup(info)
+
+
+def _lock(folder: RunFolder, info: DistInfo) -> None:
+    """The main rank takes the folder's lock; every rank raises the same refusal."""
+    error = None
+    if info.is_main:
+        try:
+            folder.acquire()
+        except RunError as err:
+            error = str(err)
+    error = broadcast_object(error, info)
+    if error is not None:
+        raise RunError(error)
 
 
 def _setup(cfg: TrainConfig, info: DistInfo, folder: RunFolder, ckpt: Optional[dict]) -> _Run:
@@ -122,10 +139,12 @@ def _restore(run: _Run, ckpt: dict) -> None:
     run.opt.load_state_dict(ckpt["optimizer"])
     run.sched.load_state_dict(ckpt["scheduler"])
     for key in run.state:
-        run.state[key] = ckpt[key]
+        run.state[key] = ckpt.get(key, run.state[key])  # "history": absent in older runs
     set_rng_state(ckpt["rng"])
     if run.info.is_main:
-        run.folder.start_resumed(run.cfg, run.state["epoch"])
+        note = run.folder.start_resumed(run.cfg, ckpt)
+        if note:
+            run.log(note)
     run.log(f"resuming {run.folder.path} at epoch {run.state['epoch']} "
             f"step {run.state['step_in_epoch']}")
 
@@ -237,6 +256,7 @@ def _end_epoch(run: _Run, epoch: int) -> None:
     if improved:
         state["best"], state["best_epoch"] = val[run.metric], record["epoch"]
     record["best"] = improved
+    state["history"].append(record)
     ck = _checkpoint(run)
     if run.info.is_main:
         run.folder.save_epoch(ck, record, improved)
