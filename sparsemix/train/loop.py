@@ -18,9 +18,9 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import RunError
-from ..tasks import TASKS, TaskData, build_task, load_all
+from ..tasks import TASK_OPTIONS, TASKS, TaskData, TaskOptions, build_task, load_all
 from .checkpoint import load_checkpoint, rng_state, set_rng_state
-from .config import TrainConfig
+from .config import MODEL_EXTRAS, TrainConfig
 from .data import collate, dataset_lengths, train_sampler
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, cleanup,
                           global_batch_count, init_distributed, scale_loss, unwrap_model,
@@ -79,9 +79,7 @@ def train(cfg: TrainConfig) -> dict:
         TrainingInterrupted: after Ctrl-C, once ``last.pt`` holds a resumable state.
     """
     cfg.validate()
-    load_all()
-    if cfg.task not in TASKS:
-        raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}; got {cfg.task!r}")
+    _check_task_options(cfg)
     info = init_distributed(cfg.device)
     folder = RunFolder(cfg.out)
     try:
@@ -96,6 +94,22 @@ def train(cfg: TrainConfig) -> dict:
         if info.is_main:
             folder.release()
         cleanup(info)
+
+
+def _check_task_options(cfg: TrainConfig) -> None:
+    """The task exists, reads the ``--extra`` keys given, and takes ``--fasta`` if given."""
+    load_all()
+    if cfg.task not in TASKS:
+        raise ValueError(f"--task must be one of {', '.join(sorted(TASKS))}; got {cfg.task!r}")
+    options = TASK_OPTIONS.get(cfg.task, TaskOptions())
+    if options.extras is not None:
+        unknown = sorted(set(cfg.extra) - options.extras - MODEL_EXTRAS)
+        if unknown:
+            known = sorted(options.extras | MODEL_EXTRAS)
+            raise ValueError(f"--extra: unknown key(s) {unknown} for --task {cfg.task} "
+                             f"(known: {', '.join(known)})")
+    if cfg.fasta and not options.fasta:
+        raise ValueError(f"--fasta is for --task fasta; --task {cfg.task} does not read FASTA files")
 
 
 def _lock(folder: RunFolder, info: DistInfo) -> None:

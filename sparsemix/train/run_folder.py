@@ -44,6 +44,7 @@ class RunFolder:
         self.results = self.path / "results.json"
         self.lock = self.path / "lock"
         self._locked = False
+        self._created = False
 
     # -- the exclusive lock (main rank) --------------------------------------------------------
     def acquire(self) -> None:
@@ -53,6 +54,7 @@ class RunFolder:
         """
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"--out {self.path} exists and is not a folder")
+        self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(3):
@@ -85,6 +87,8 @@ class RunFolder:
     def release(self) -> None:
         if self._locked and (self._holder() or {}).get("pid") == os.getpid():
             self.lock.unlink(missing_ok=True)
+            if self._created and not any(self.path.iterdir()):
+                self.path.rmdir()  # a refused fresh run leaves no empty folder behind
         self._locked = False
 
     # -- checks (every rank, before anything is written) ---------------------------------------
