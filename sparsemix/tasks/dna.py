@@ -19,16 +19,20 @@ Options read from the trainer's config ``cfg``: ``length`` (the longest fragment
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from .._io import atomic_write_json
 from ..data.baselines import power_of_two_edges
 from ..data.dataset import FragmentDataset
 from ..data.fasta import FastaError, load_fasta
 from ..data.genomes import BACTERIAL_SPECIES, GENOMES, PACKAGES, genome_path
-from ..data.sampling import (SPLITS, regions_by_coordinate, regions_by_file, sample_split,
-                             write_manifest)
+from ..data.sampling import (SPLITS, read_manifest, regions_by_coordinate, regions_by_file,
+                             sample_split, write_manifest)
+from ..errors import RunError
 from ..data.tokenizer import DNATokenizer
 from .base import TaskData, register_task
 
@@ -96,26 +100,22 @@ def build_fragment_task(
         for s, d in zip(SPLITS, default_sizes))))
     seed = int(_opt(cfg, "seed", 0))
 
-    if file_split is not None:
-        regions = regions_by_file(store, file_split, file_label)
-        split_mode = "files"
+    manifest_dir = Path(cfg.out) / "manifests" if getattr(cfg, "out", None) else None
+    digests = input_digests(store, file_label)
+    if manifest_dir is not None and all((manifest_dir / f"{s}.tsv").is_file() for s in SPLITS):
+        # the run exists: its manifests are the record of its splits; read, never rewrite
+        check_inputs(manifest_dir / INPUTS_FILE, digests)
+        fragments = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in SPLITS}
+        split_mode = "coordinate" if file_split is None else "files"
     else:
-        regions = regions_by_coordinate(store, file_label, gap=int(extra.get("gap", length)))
-        split_mode = "coordinate"
-    fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
-                             seed=seed, max_n_fraction=float(extra.get("max_n_fraction", 0.01)))
-
-    out = getattr(cfg, "out", None)
-    manifests: dict[str, str] = {}
-    if out and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
-        for split in SPLITS:
-            comment = (f"sparsemix task {task}, split {split}, seed {seed}, "
-                       f"split mode {split_mode}\n"
-                       "file: a sparsemix.data.genomes key or a path; start is 0-based; "
-                       "strand '-' = reverse complement")
-            path = write_manifest(Path(out) / "manifests" / f"{split}.tsv", fragments[split],
-                                  comment)
-            manifests[split] = str(path)
+        fragments, split_mode = _sample(task, cfg, store, file_label, class_names, file_split,
+                                        sizes, min_length, length, seed)
+        # under torchrun only rank 0 writes; evaluate (cfg.readonly) writes nothing
+        if (manifest_dir is not None and not getattr(cfg, "readonly", False)
+                and os.environ.get("RANK", "0") == "0"):
+            _write_manifests(manifest_dir, task, fragments, seed, split_mode, digests)
+    manifests = ({s: str(manifest_dir / f"{s}.tsv") for s in SPLITS}
+                 if manifest_dir is not None and (manifest_dir / "train.tsv").is_file() else {})
 
     tokenizer = DNATokenizer()
     rc = bool(_opt(cfg, "reverse_complement", False))
@@ -189,6 +189,73 @@ def build_arabidopsis(cfg: Any) -> TaskData:
         "dna-arabidopsis", cfg, store, file_label, ["A. thaliana", "A. lyrata"],
         file_split=None, default_length=16384, default_min_length=None,
         default_sizes=(1200, 300, 600), sources=sources)
+
+
+def _sample(task: str, cfg: Any, store: Mapping[tuple[str, str], bytes],
+            file_label: Mapping[str, str], class_names: Sequence[str],
+            file_split: Optional[Mapping[str, str]], sizes: dict, min_length: int, length: int,
+            seed: int) -> tuple[dict, str]:
+    """Split before sampling, then draw each split's fragments; returns them and the split mode."""
+    extra = _extra(cfg)
+    if file_split is not None:
+        regions = regions_by_file(store, file_split, file_label)
+        split_mode = "files"
+    else:
+        regions = regions_by_coordinate(store, file_label, gap=int(extra.get("gap", length)))
+        split_mode = "coordinate"
+    fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
+                             seed=seed, max_n_fraction=float(extra.get("max_n_fraction", 0.01)))
+    return fragments, split_mode
+
+
+def _write_manifests(folder: Path, task: str, fragments: dict, seed: int, split_mode: str,
+                     digests: dict[str, str]) -> None:
+    for split in SPLITS:
+        comment = (f"sparsemix task {task}, split {split}, seed {seed}, split mode {split_mode}\n"
+                   "file: a sparsemix.data.genomes key or a path; start is 0-based; "
+                   "strand '-' = reverse complement")
+        write_manifest(folder / f"{split}.tsv", fragments[split], comment)
+    atomic_write_json(folder / INPUTS_FILE, digests)
+
+
+#: Beside the manifests: the sha256 of every input file (or of its records, for packaged genomes).
+INPUTS_FILE = "inputs.json"
+
+
+def input_digests(store: Mapping[tuple[str, str], bytes], file_label: Mapping[str, str]
+                  ) -> dict[str, str]:
+    """``{file: "sha256:<hex>"}`` of each input file's bytes; for a packaged-genome key (not a
+    path) ``"sha256-records:<hex>"`` of its records as read (names and normalised sequences)."""
+    digests = {}
+    for file in file_label:
+        if os.path.isfile(file):
+            h = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+            digests[file] = "sha256:" + h.hexdigest()
+        else:
+            h = hashlib.sha256()
+            for (f, name), seq in sorted(store.items()):
+                if f == file:
+                    h.update(name.encode() + b"\0" + seq + b"\0")
+            digests[file] = "sha256-records:" + h.hexdigest()
+    return digests
+
+
+def check_inputs(path: Path, digests: dict[str, str]) -> None:
+    """RunError naming the first input whose checksum differs from the one saved in ``path``."""
+    if not path.is_file():
+        return  # a run from before checksums were stored
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        raise RunError(f"{path} is not valid JSON") from None
+    for file, digest in saved.items():
+        if digests.get(file) != digest:
+            now = digests.get(file, "missing from the inputs")
+            raise RunError(f"input {file} changed since this run was made ({digest} saved in "
+                           f"{path}, now {now}); restore it or start a new run")
 
 
 def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:

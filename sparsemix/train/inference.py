@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,19 @@ from .metrics import classification_metrics, regression_metrics
 SPLITS = ("train", "val", "test")
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 CHECKPOINTS = ("best", "last")
+
+
+class ReadOnlyConfig:
+    """``cfg`` as a task sees it when a run is only read: every field, plus ``readonly = True``
+    (a task then writes nothing into ``cfg.out``, so evaluate works on a read-only run)."""
+
+    readonly = True
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self._cfg = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
 
 
 def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
@@ -110,7 +124,7 @@ def load_model(out: str, which: str = "best", device: "str | torch.device" = "cp
     diff = TrainConfig.from_dict(ckpt["config"], source=str(folder / f"{which}.pt")).differences(cfg)
     if diff:
         raise RunError(f"{folder}/{which}.pt was written by a different config ({'; '.join(diff)})")
-    task = build_task(cfg.task, cfg)
+    task = build_task(cfg.task, ReadOnlyConfig(cfg))
     model = build_model(cfg, task)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg, task

@@ -7,7 +7,7 @@ checkpoint, log line); :func:`_test_best` evaluates ``best.pt`` on the test spli
 """
 from __future__ import annotations
 
-import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -80,6 +80,7 @@ def train(cfg: TrainConfig) -> dict:
     """
     cfg.validate()
     _check_task_options(cfg)
+    cfg.fasta = [_resolved(entry) for entry in cfg.fasta]  # stored absolute: evaluate from anywhere
     info = init_distributed(cfg.device)
     folder = RunFolder(cfg.out)
     try:
@@ -110,6 +111,15 @@ def _check_task_options(cfg: TrainConfig) -> None:
                              f"(known: {', '.join(known)})")
     if cfg.fasta and not options.fasta:
         raise ValueError(f"--fasta is for --task fasta; --task {cfg.task} does not read FASTA files")
+
+
+def _resolved(entry: str) -> str:
+    """``LABEL=PATH`` with PATH absolute (symlinks resolved); other entries unchanged (the task
+    reports what is wrong with them)."""
+    label, sep, path = entry.partition("=")
+    if not sep or not path.strip() or not os.path.exists(path.strip()):
+        return entry
+    return f"{label.strip()}={os.path.realpath(path.strip())}"
 
 
 def _lock(folder: RunFolder, info: DistInfo) -> None:

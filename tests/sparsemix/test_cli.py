@@ -126,14 +126,14 @@ def test_more_bad_input_is_one_line_naming_the_option(tmp_path, capsys, argv, ne
     assert not out.exists()
 
 
-def test_the_same_fasta_file_under_two_labels_is_refused(tmp_path, capsys):
+def test_the_same_fasta_file_under_two_labels_is_refused(tmp_path, capsys, monkeypatch):
     (tmp_path / "fa").mkdir()
     (tmp_path / "fa" / "a.fa").write_text(">r\nACGT\n")
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     code = main(["train", "--task", "fasta", "--out", str(tmp_path / "run"),
                  "--fasta", "x=fa/a.fa", "y=./fa/a.fa"])
     err = capsys.readouterr().err
-    assert code == 2 and "the same file as 'x=fa/a.fa'" in err and err.count("\n") == 1
+    assert code == 2 and "the same file as 'x=" in err and "a.fa" in err and err.count("\n") == 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
