@@ -21,6 +21,7 @@ import gzip
 import io
 import lzma
 import os
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Union
 
@@ -123,7 +124,7 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
         stream = io.BufferedReader(handle, buffer_size=1 << 20) if not isinstance(
             handle, io.BufferedReader) else handle
         lineno = 0
-        for lineno, raw in enumerate(stream, start=1):
+        for lineno, raw in _numbered_lines(path_str, stream):
             seen_any_byte = True
             if raw.startswith(b">"):
                 if header is not None:
@@ -152,6 +153,16 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
     record = _finish(path_str, header, header_line, chunks)  # type: ignore[arg-type]
     if len(record) >= min_length:
         yield record
+
+
+def _numbered_lines(path: str, stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """``enumerate(stream, 1)``, with a truncated or corrupt compressed stream (EOFError,
+    LZMAError, zlib.error, BadGzipFile) reported as a FastaError naming the file."""
+    try:
+        yield from enumerate(stream, start=1)
+    except (EOFError, lzma.LZMAError, zlib.error, OSError) as err:
+        raise FastaError(f"{path}: truncated or corrupt compressed file "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def _finish(path: str, header: str, line: int, chunks: list[bytes]) -> FastaRecord:

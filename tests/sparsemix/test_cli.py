@@ -156,3 +156,28 @@ def test_plot_and_bench_output_paths_that_are_files_or_folders_are_one_line(tmp_
                  "--channels", "4", "--json", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert str(tmp_path) in err and "error" in err
+
+
+def test_os_errors_and_fetch_errors_are_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    from sparsemix.data.fetch import FetchError
+    from sparsemix.errors import RunError, one_line
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    # --out below a file: NotADirectoryError from mkdir, named
+    code = main(["train", "--task", "order", "--out", str(a_file / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and str(a_file / "run") in err, err
+    assert one_line(PermissionError(13, "Permission denied", "runs/x/config.json")) == \
+        "permission denied: runs/x/config.json"
+    assert issubclass(FetchError, RunError)  # the CLI's one-line path
+    # a FetchError raised while building a task reaches the user as one line, exit 2
+
+    def fail(cfg):
+        raise FetchError("checksum mismatch for pkg.deb: expected ab, got cd")
+
+    monkeypatch.setitem(sys.modules["sparsemix.tasks.base"].TASKS, "order", fail)
+    code = main(["train", "--task", "order", "--out", str(tmp_path / "r2"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err == ("sparsemix train: error: checksum mismatch for pkg.deb: "
+                                 "expected ab, got cd\n")
