@@ -181,3 +181,18 @@ def test_os_errors_and_fetch_errors_are_one_line_naming_the_file(tmp_path, capsy
     err = capsys.readouterr().err
     assert code == 2 and err == ("sparsemix train: error: checksum mismatch for pkg.deb: "
                                  "expected ab, got cd\n")
+
+
+def test_undefined_metrics_are_null_so_every_file_is_strict_json(tmp_path, capsys):
+    def no_nan(text):
+        raise AssertionError(f"bare {text} in JSON")
+
+    out = tmp_path / "run"
+    argv = ["train", "--task", "order", "--out", str(out), "--epochs", "1", *TINY]
+    argv[argv.index("--val-size") + 1] = "1"  # one validation sample: ROC-AUC is undefined
+    assert main(argv) == 0
+    json.loads(capsys.readouterr().out, parse_constant=no_nan)
+    results = json.loads((out / "results.json").read_text(), parse_constant=no_nan)
+    assert results["val"]["roc_auc"] is None and "two classes" in results["val"]["roc_auc_note"]
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        assert json.loads(line, parse_constant=no_nan)["val_roc_auc"] is None
