@@ -187,7 +187,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(dumps_json(evaluate(args["out"], args["split"], args["which"], args["device"]),
                              indent=2))
     except TrainingInterrupted as err:
-        print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so
+            print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (ValueError, RunError, OSError, EOFError) as err:
         print(f"sparsemix {command}: error: {one_line(err)}", file=sys.stderr)
