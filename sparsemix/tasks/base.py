@@ -4,7 +4,8 @@ A task is a function ``build(cfg) -> TaskData`` registered under a name with :fu
 ``cfg`` is the trainer's run configuration (it has at least ``length``, ``train_size``, ``val_size``,
 ``test_size``, ``seed`` and ``fasta``; a task reads only what it needs). A task that writes
 files into ``cfg.out`` (the DNA tasks' manifests) writes nothing when ``cfg.readonly`` is true
-(``evaluate`` / ``predict`` / ``load_model``), and reads the saved files when they exist.
+(``evaluate`` / ``predict`` / ``load_model``); then, and on ``cfg.resume``, it reads the saved
+files instead of drawing anew.
 
 Dataset items are ``(x, y)``:
 - ``x``: LongTensor [n] of token ids (``input="tokens"``) or FloatTensor [n, input_dim]

@@ -102,8 +102,10 @@ def build_fragment_task(
 
     manifest_dir = Path(cfg.out) / "manifests" if getattr(cfg, "out", None) else None
     digests = input_digests(store, file_label)
-    if manifest_dir is not None and all((manifest_dir / f"{s}.tsv").is_file() for s in SPLITS):
-        # the run exists: its manifests are the record of its splits; read, never rewrite
+    run_exists = bool(getattr(cfg, "resume", False) or getattr(cfg, "readonly", False))
+    if (run_exists and manifest_dir is not None
+            and all((manifest_dir / f"{s}.tsv").is_file() for s in SPLITS)):
+        # resume / evaluate: the manifests are the record of the run's splits; read, never rewrite
         check_inputs(manifest_dir / INPUTS_FILE, digests)
         fragments = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in SPLITS}
         split_mode = "coordinate" if file_split is None else "files"
