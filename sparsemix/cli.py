@@ -8,11 +8,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from ._io import dumps_json
+from .errors import RunError, one_line
+from .tasks import TASKS, load_all
 from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
+from .train import TrainConfig, TrainingInterrupted, evaluate, train
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -26,8 +31,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _task_names() -> str:
-    from .tasks import TASKS, load_all
-
     load_all()
     return ", ".join(sorted(TASKS)) or "(none registered)"
 
@@ -45,6 +48,17 @@ def _bool(text: str) -> bool:
     if text.lower() in ("0", "false", "no", "off"):
         return False
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({err.msg} at column {err.colno}): "
+                                         f"{text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"must be a JSON object {{...}}, got {text!r}")
+    return value
 
 
 def _optional_float(text: str) -> Optional[float]:
@@ -95,13 +109,11 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                                     "(default: --batch-size)"),
     (["--reverse-complement"], "reverse_complement", None, "DNA tasks: reverse-complement augmentation"),
     (["--quiet"], "quiet", None, "no progress bar or per-epoch lines (bars only show on a terminal)"),
-    (["--extra"], "extra", json.loads, "JSON object of task/model extras, e.g. '{\"varlen_base\": 64}'"),
+    (["--extra"], "extra", _json_object, "JSON object of task/model extras, e.g. '{\"varlen_base\": 64}'"),
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .train import TrainConfig
-
     defaults = TrainConfig()
     parser = _Parser(prog="sparsemix", description="Paramixer sparse-factor sequence mixing: train "
                      "and evaluate models. Every run lives in one folder (--out).")
@@ -141,9 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _train_config(given: dict[str, Any]):
-    from .train import RunError, TrainConfig
-
+def _train_config(given: dict[str, Any]) -> TrainConfig:
     if given.get("resume"):
         if "out" not in given:
             raise ValueError("--resume needs --out")
@@ -164,25 +174,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = vars(parser.parse_args(argv))
     command = args.pop("command")
-    from .train import RunError, TrainingInterrupted, evaluate, train
-
     try:
         if command == "train":
             results = train(_train_config(args))
-            print(json.dumps({"out": args.get("out") or results.get("out"),
-                              "test": {k: v for k, v in results["test"].items()
-                                       if k != "per_class"}}))
+            if os.environ.get("RANK", "0") == "0":  # under torchrun: one JSON line, from rank 0
+                print(dumps_json({"out": args.get("out") or results.get("out"),
+                                  "test": {k: v for k, v in results["test"].items()
+                                           if k != "per_class"}}))
         elif command in ("bench", "plot"):
             return (bench_main if command == "bench" else plot_main)(argparse.Namespace(**args))
         else:  # evaluate
-            print(json.dumps(evaluate(args["out"], args["split"], args["which"], args["device"]),
+            print(dumps_json(evaluate(args["out"], args["split"], args["which"], args["device"]),
                              indent=2))
     except TrainingInterrupted as err:
-        print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so
+            print(f"sparsemix {command}: {err}; continue with --resume", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, RunError, FileNotFoundError) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"sparsemix {command}: error: {message}", file=sys.stderr)
+    except (ValueError, RunError, OSError, EOFError) as err:
+        print(f"sparsemix {command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 

@@ -14,7 +14,13 @@ from typing import Any
 
 import torch
 
+import topologies
+from topologies.drawing import draw_factor, draw_network, draw_reachability, pyplot
+
+from .data.report import fragment_weights, plot_fragment_weights
+from .nn import Paramixer
 from .nn.paramixer import BACKENDS
+from .train import load_model
 
 
 def add_bench_parser(sub: Any) -> None:
@@ -101,15 +107,10 @@ def bench_main(args: argparse.Namespace) -> int:
 
 
 def _make_block(args: argparse.Namespace, n: int, backend: str) -> torch.nn.Module:
-    from .nn import Paramixer
-
     return Paramixer(args.channels, protocol=args.protocol, max_len=n, backend=backend)
 
 
 def plot_main(args: argparse.Namespace) -> int:
-    import topologies
-    from topologies.drawing import draw_factor, draw_network, draw_reachability, pyplot
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -134,9 +135,6 @@ def plot_main(args: argparse.Namespace) -> int:
 
 
 def _plot_run(run: str, out: Path) -> Path:
-    from .data.report import fragment_weights, plot_fragment_weights
-    from .train import load_model
-
     model, cfg, task = load_model(run)
     if task.input != "tokens" or not hasattr(model, "blocks"):
         raise ValueError(f"--run {run}: learned weights can be drawn for Paramixer token models only")

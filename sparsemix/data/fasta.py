@@ -21,6 +21,7 @@ import gzip
 import io
 import lzma
 import os
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Union
 
@@ -32,17 +33,18 @@ IUPAC_TO_ACGTN: dict[str, str] = {
     **{code: "N" for code in "RYSWKMBDHVN"},
 }
 
-_WHITESPACE = b" \t\r\n\v\f"
-# One 256-entry table does the case folding and the ambiguity mapping in C (bytes.translate).
-_NORMALISE = bytearray(range(256))
+#: Bytes skipped inside sequence lines.
+WHITESPACE = b" \t\r\n\v\f"
+#: One 256-entry table does the case folding and the ambiguity mapping in C (bytes.translate).
+NORMALISE = bytearray(range(256))
 for _letter, _out in IUPAC_TO_ACGTN.items():
-    _NORMALISE[ord(_letter)] = ord(_out)
-    _NORMALISE[ord(_letter.lower())] = ord(_out)
-_NORMALISE = bytes(_NORMALISE)
-# Deleting every accepted byte leaves exactly the offending ones.
-_ACCEPTED = bytes(
+    NORMALISE[ord(_letter)] = ord(_out)
+    NORMALISE[ord(_letter.lower())] = ord(_out)
+NORMALISE = bytes(NORMALISE)
+#: Deleting every accepted byte (``raw.translate(None, ACCEPTED)``) leaves the offending ones.
+ACCEPTED = bytes(
     sorted({ord(c) for c in IUPAC_TO_ACGTN} | {ord(c.lower()) for c in IUPAC_TO_ACGTN})
-) + _WHITESPACE
+) + WHITESPACE
 
 
 class FastaError(ValueError):
@@ -88,7 +90,7 @@ def open_maybe_compressed(path: PathLike) -> BinaryIO:
 
 
 def _bad_character(path: str, lineno: int, raw: bytes) -> FastaError:
-    bad = raw.translate(None, _ACCEPTED)
+    bad = raw.translate(None, ACCEPTED)
     column = raw.index(bad[:1]) + 1
     char = bad[:1].decode("latin-1")
     return FastaError(
@@ -122,7 +124,7 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
         stream = io.BufferedReader(handle, buffer_size=1 << 20) if not isinstance(
             handle, io.BufferedReader) else handle
         lineno = 0
-        for lineno, raw in enumerate(stream, start=1):
+        for lineno, raw in _numbered_lines(path_str, stream):
             seen_any_byte = True
             if raw.startswith(b">"):
                 if header is not None:
@@ -134,9 +136,9 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
                 chunks = []
                 seen_record = True
                 continue
-            if raw.translate(None, _ACCEPTED):
+            if raw.translate(None, ACCEPTED):
                 raise _bad_character(path_str, lineno, raw)
-            line = raw.translate(_NORMALISE, _WHITESPACE)
+            line = raw.translate(NORMALISE, WHITESPACE)
             if not line:
                 continue  # blank lines are allowed anywhere
             if header is None:
@@ -151,6 +153,16 @@ def read_fasta(path: PathLike, min_length: int = 0) -> Iterator[FastaRecord]:
     record = _finish(path_str, header, header_line, chunks)  # type: ignore[arg-type]
     if len(record) >= min_length:
         yield record
+
+
+def _numbered_lines(path: str, stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """``enumerate(stream, 1)``, with a truncated or corrupt compressed stream (EOFError,
+    LZMAError, zlib.error, BadGzipFile) reported as a FastaError naming the file."""
+    try:
+        yield from enumerate(stream, start=1)
+    except (EOFError, lzma.LZMAError, zlib.error, OSError) as err:
+        raise FastaError(f"{path}: truncated or corrupt compressed file "
+                         f"({type(err).__name__}: {err})") from None
 
 
 def _finish(path: str, header: str, line: int, chunks: list[bytes]) -> FastaRecord:

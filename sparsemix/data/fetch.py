@@ -27,11 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Optional
 
+from ..errors import RunError
+
 CACHE_ENV = "SPARSEMIX_CACHE"
 
 
-class FetchError(RuntimeError):
-    """A package could not be fetched or unpacked; the message says what to do about it."""
+class FetchError(RunError):
+    """A package could not be fetched or unpacked; the message says what to do about it (a
+    :class:`~sparsemix.errors.RunError`, so the CLI prints it as one line and exits 2)."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from .fasta import _ACCEPTED, _NORMALISE, _WHITESPACE, FastaError
+from .fasta import ACCEPTED, NORMALISE, WHITESPACE, FastaError
 
 SPECIALS = ("[PAD]", "[CLS]", "[MASK]")
 BASES = ("A", "C", "G", "T", "N")
@@ -63,13 +63,13 @@ class DNATokenizer:
             FastaError: a character that is not an IUPAC nucleotide letter (with its position).
         """
         raw = sequence.encode("ascii", errors="replace") if isinstance(sequence, str) else sequence
-        if raw.translate(None, _ACCEPTED):
-            bad = raw.translate(None, _ACCEPTED)[:1]
+        if raw.translate(None, ACCEPTED):
+            bad = raw.translate(None, ACCEPTED)[:1]
             raise FastaError(
                 f"position {raw.index(bad) + 1}: {bad.decode('latin-1')!r} is not an IUPAC "
                 "nucleotide letter"
             )
-        clean = raw.translate(_NORMALISE, _WHITESPACE)
+        clean = raw.translate(NORMALISE, WHITESPACE)
         return self.encode_normalised(clean, add_cls=add_cls)
 
     def encode_normalised(self, sequence: bytes, add_cls: bool = False) -> Tensor:

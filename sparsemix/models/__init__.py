@@ -2,6 +2,8 @@
 from .cdil_cnn import CDILClassifier
 from .sequence_classifier import SequenceClassifier
 from .registry import MODELS, build_model
+from ._sequence_io import POOLINGS
 from .transformer import TransformerClassifier
 
-__all__ = ["SequenceClassifier", "TransformerClassifier", "CDILClassifier", "MODELS", "build_model"]
+__all__ = ["SequenceClassifier", "TransformerClassifier", "CDILClassifier", "MODELS", "build_model",
+           "POOLINGS"]

@@ -1,21 +1,4 @@
 """Tasks the trainer can run: ``sparsemix train --task NAME``. See :mod:`sparsemix.tasks.base`."""
-from __future__ import annotations
+from .base import TASK_MODULES, TASK_OPTIONS, TASKS, TaskData, TaskOptions, build_task, load_all, register_task
 
-import importlib
-
-from .base import TASKS, TaskData, build_task, register_task
-
-# Modules that register tasks; imported lazily so `import sparsemix` stays light.
-_TASK_MODULES = ("sparsemix.tasks.synthetic", "sparsemix.tasks.dna")
-
-
-def load_all() -> None:
-    for module in _TASK_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:  # a real missing dependency, not a task module not written yet
-                raise
-
-
-__all__ = ["TASKS", "TaskData", "build_task", "register_task", "load_all"]
+__all__ = ["TASKS", "TASK_MODULES", "TASK_OPTIONS", "TaskOptions", "TaskData", "build_task", "register_task", "load_all"]

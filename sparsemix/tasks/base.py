@@ -2,7 +2,10 @@
 
 A task is a function ``build(cfg) -> TaskData`` registered under a name with :func:`register_task`.
 ``cfg`` is the trainer's run configuration (it has at least ``length``, ``train_size``, ``val_size``,
-``test_size``, ``seed`` and ``fasta``; a task reads only what it needs).
+``test_size``, ``seed`` and ``fasta``; a task reads only what it needs). A task that writes
+files into ``cfg.out`` (the DNA tasks' manifests) writes nothing when ``cfg.readonly`` is true
+(``evaluate`` / ``predict`` / ``load_model``); then, and on ``cfg.resume``, it reads the saved
+files instead of drawing anew.
 
 Dataset items are ``(x, y)``:
 - ``x``: LongTensor [n] of token ids (``input="tokens"``) or FloatTensor [n, input_dim]
@@ -13,8 +16,9 @@ Dataset items are ``(x, y)``:
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Optional
 
 from torch.utils.data import Dataset
 
@@ -39,21 +43,50 @@ class TaskData:
 TaskBuilder = Callable[[Any], TaskData]
 TASKS: dict[str, TaskBuilder] = {}
 
+# Modules that register tasks; imported on first use so `import sparsemix.tasks` stays light.
+TASK_MODULES = ("sparsemix.tasks.synthetic", "sparsemix.tasks.dna")
 
-def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Decorator: make ``build`` available as ``sparsemix train --task NAME``."""
+
+def load_all() -> None:
+    """Import (and so register) the built-in tasks."""
+    for module in TASK_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:  # a real missing dependency, not a task module not written yet
+                raise
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """What a task reads beyond the common options: its ``extra`` keys (None: any) and whether
+    it takes ``--fasta`` files."""
+
+    extras: Optional[frozenset] = None
+    fasta: bool = False
+
+
+TASK_OPTIONS: dict[str, TaskOptions] = {}
+
+
+def register_task(name: str, extras: Optional[Iterable[str]] = None,
+                  fasta: bool = False) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: make ``build`` available as ``sparsemix train --task NAME``.
+
+    ``extras``: the ``extra`` keys the task reads (others are refused; None accepts any);
+    ``fasta``: whether the task reads ``--fasta`` files (else giving them is an error).
+    """
     def wrap(build: TaskBuilder) -> TaskBuilder:
         if name in TASKS:
             raise ValueError(f"task {name!r} is registered twice")
         TASKS[name] = build
+        TASK_OPTIONS[name] = TaskOptions(None if extras is None else frozenset(extras), fasta)
         return build
     return wrap
 
 
 def build_task(name: str, cfg: Any) -> TaskData:
     """Build the task ``name``; an unknown name is a ValueError listing the known ones."""
-    from . import load_all  # registers the built-in tasks on first use
-
     load_all()
     if name not in TASKS:
         raise ValueError(f"--task must be one of {sorted(TASKS)}, got {name!r}")

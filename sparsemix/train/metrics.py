@@ -1,4 +1,7 @@
-"""Evaluation metrics: accuracy, MSE, and ROC-AUC from probabilities (per class and macro)."""
+"""Evaluation metrics: accuracy, MSE, ROC-AUC (per class and macro) and training throughput.
+
+A metric that is undefined for a split (ROC-AUC with one class) is ``None`` with a ``<name>_note``
+saying why, so every result is valid JSON (no bare ``NaN``)."""
 from __future__ import annotations
 
 import math
@@ -34,31 +37,42 @@ def roc_auc(scores: Tensor, positive: Tensor) -> float:
 
 
 def classification_metrics(probs: Tensor, labels: Tensor,
-                           class_names: Optional[Sequence[str]] = None) -> dict:
+                           class_names: Optional[Sequence[str]] = None,
+                           scores: Optional[Tensor] = None) -> dict:
     """Accuracy, one-vs-rest ROC-AUC per class and their macro mean, per-class accuracy (recall).
 
     Args:
         probs: [n, C] class probabilities. labels: [n] class ids.
+        scores: [n, C] what ROC-AUC ranks (default ``probs``). Pass one-vs-rest log-odds
+            (:func:`sparsemix.train.inference.log_odds`): the probabilities of a confident model
+            saturate to ties at 0 and 1.
     """
+    scores = probs if scores is None else scores
     num_classes = probs.size(1)
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     pred = probs.argmax(1)
     per_class, aucs = {}, []
     for c in range(num_classes):
         is_c = labels == c
-        auc = roc_auc(probs[:, c], is_c)
-        per_class[names[c]] = {
-            "count": int(is_c.sum()),
-            "accuracy": float((pred[is_c] == c).double().mean()) if is_c.any() else math.nan,
-            "roc_auc": auc,
-        }
-        if not math.isnan(auc):
+        auc = roc_auc(scores[:, c], is_c)
+        entry: dict = {"count": int(is_c.sum()),
+                       "accuracy": float((pred[is_c] == c).double().mean()) if is_c.any() else None,
+                       "roc_auc": None if math.isnan(auc) else auc}
+        if not is_c.any():
+            entry["accuracy_note"] = "undefined: no sample of this class in the split"
+        if math.isnan(auc):
+            entry["roc_auc_note"] = ("undefined: the split holds only this class" if is_c.all()
+                                     else "undefined: no sample of this class in the split")
+        else:
             aucs.append(auc)
+        per_class[names[c]] = entry
     acc = float((pred == labels).double().mean()) if labels.numel() else math.nan
     # binary: the AUC of class 1 is the AUC; macro over two classes gives the same number
-    macro = sum(aucs) / len(aucs) if aucs else math.nan
-    return {"accuracy": acc, "error_pct": 100.0 * (1.0 - acc), "roc_auc": macro,
-            "per_class": per_class}
+    out = {"accuracy": acc, "error_pct": 100.0 * (1.0 - acc),
+           "roc_auc": sum(aucs) / len(aucs) if aucs else None, "per_class": per_class}
+    if not aucs:  # JSON has no NaN: null and the reason
+        out["roc_auc_note"] = "undefined: ROC-AUC needs samples of two classes in the split"
+    return out
 
 
 def regression_metrics(preds: Tensor, targets: Tensor, tolerance: Optional[float] = None) -> dict:
@@ -71,13 +85,20 @@ def regression_metrics(preds: Tensor, targets: Tensor, tolerance: Optional[float
     return out
 
 
+def throughput(samples: float, tokens: float, seconds: float) -> dict:
+    """Sequences/s and tokens/s over ``seconds`` of training steps (the run's ``throughput``)."""
+    seconds_ = max(seconds, 1e-9)
+    return {"samples": samples, "tokens": tokens, "time_s": round(seconds, 6),
+            "samples_per_s": samples / seconds_, "tokens_per_s": tokens / seconds_}
+
+
 def primary_metric(kind: str) -> tuple[str, str]:
     """The validation metric that picks the best model, and ``"max"`` or ``"min"``."""
     return ("accuracy", "max") if kind == "classification" else ("mse", "min")
 
 
-def is_better(value: float, best: Optional[float], mode: str) -> bool:
-    if math.isnan(value):
+def is_better(value: Optional[float], best: Optional[float], mode: str) -> bool:
+    if value is None or math.isnan(value):
         return False
     if best is None:
         return True

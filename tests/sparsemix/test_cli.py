@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from sparsemix.cli import _TRAIN_OPTIONS, main
 from sparsemix.train.checkpoint import load_checkpoint
@@ -98,3 +99,100 @@ def test_sigint_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
     assert main(["train", "--out", str(out), "--resume", "--epochs", str(done)]) == 0
     assert load_checkpoint(out / "last.pt")["epoch"] == done
     assert (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--task", "order", "--out", "{d}", "--device", "cuda:abc"], "--device must be"),
+    (["train", "--task", "order", "--out", "{d}", "--extra", "{bad"], "not valid JSON"),
+    (["train", "--task", "order", "--out", "{d}", "--extra", "[1]"], "must be a JSON object"),
+    (["train", "--task", "fasta", "--out", "{d}", "--fasta", "a=x.fa", "--extra",
+      '{"min_lenght": 5}'], "unknown key(s) ['min_lenght']"),
+    (["train", "--task", "order", "--out", "{d}", "--fasta", "a=x.fa"], "--fasta is for --task fasta"),
+    (["train", "--task", "fasta", "--out", "{d}", "--fasta", "a={t}", "b={t}/../{tn}"],
+     "is a folder, not a FASTA file"),
+    (["evaluate", "--out", "{d}", "--device", "cuda:abc"], "--device must be"),
+])
+def test_more_bad_input_is_one_line_naming_the_option(tmp_path, capsys, argv, needle):
+    out = tmp_path / "run"
+    argv = [a.replace("{d}", str(out)).replace("{t}", str(tmp_path)).replace("{tn}", tmp_path.name)
+            for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_the_same_fasta_file_under_two_labels_is_refused(tmp_path, capsys, monkeypatch):
+    (tmp_path / "fa").mkdir()
+    (tmp_path / "fa" / "a.fa").write_text(">r\nACGT\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["train", "--task", "fasta", "--out", str(tmp_path / "run"),
+                 "--fasta", "x=fa/a.fa", "y=./fa/a.fa"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the same file as 'x=" in err and "a.fa" in err and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU message")
+def test_evaluate_on_cuda_without_a_gpu_is_one_line(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["train", "--task", "order", "--out", out, "--epochs", "1", *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--out", out, "--device", "cuda"]) == 2
+    err = capsys.readouterr().err
+    assert "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_plot_and_bench_output_paths_that_are_files_or_folders_are_one_line(tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    assert main(["plot", "--out", str(a_file), "--protocols", "chord", "--length", "8"]) == 2
+    err = capsys.readouterr().err
+    assert str(a_file) in err and err.count("\n") == 1
+    assert main(["bench", "--lengths", "16", "--steps", "1", "--backends", "message",
+                 "--channels", "4", "--json", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path) in err and "error" in err
+
+
+def test_os_errors_and_fetch_errors_are_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    from sparsemix.data.fetch import FetchError
+    from sparsemix.errors import RunError, one_line
+
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    # --out below a file: NotADirectoryError from mkdir, named
+    code = main(["train", "--task", "order", "--out", str(a_file / "run"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and str(a_file / "run") in err, err
+    assert one_line(PermissionError(13, "Permission denied", "runs/x/config.json")) == \
+        "permission denied: runs/x/config.json"
+    assert issubclass(FetchError, RunError)  # the CLI's one-line path
+    # a FetchError raised while building a task reaches the user as one line, exit 2
+
+    def fail(cfg):
+        raise FetchError("checksum mismatch for pkg.deb: expected ab, got cd")
+
+    monkeypatch.setitem(sys.modules["sparsemix.tasks.base"].TASKS, "order", fail)
+    code = main(["train", "--task", "order", "--out", str(tmp_path / "r2"), *TINY])
+    err = capsys.readouterr().err
+    assert code == 2 and err == ("sparsemix train: error: checksum mismatch for pkg.deb: "
+                                 "expected ab, got cd\n")
+
+
+def test_undefined_metrics_are_null_so_every_file_is_strict_json(tmp_path, capsys):
+    def no_nan(text):
+        raise AssertionError(f"bare {text} in JSON")
+
+    out = tmp_path / "run"
+    argv = ["train", "--task", "order", "--out", str(out), "--epochs", "1", *TINY]
+    argv[argv.index("--val-size") + 1] = "1"  # one validation sample: ROC-AUC is undefined
+    assert main(argv) == 0
+    json.loads(capsys.readouterr().out, parse_constant=no_nan)
+    results = json.loads((out / "results.json").read_text(), parse_constant=no_nan)
+    assert results["val"]["roc_auc"] is None and "two classes" in results["val"]["roc_auc_note"]
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        assert json.loads(line, parse_constant=no_nan)["val_roc_auc"] is None

@@ -86,3 +86,18 @@ def test_reverse_complement():
     assert reverse_complement(b"AACGTN") == b"NACGTT"
     seq = _random_dna(200, seed=3).encode()
     assert reverse_complement(reverse_complement(seq)) == seq
+
+
+@pytest.mark.parametrize("suffix, compress", [(".gz", gzip.compress), (".xz", lzma.compress),
+                                              (".bz2", bz2.compress)])
+def test_a_truncated_compressed_file_is_a_fasta_error_naming_it(tmp_path, suffix, compress):
+    data = compress((">r\n" + "ACGT" * 5000 + "\n").encode())
+    path = tmp_path / f"cut.fa{suffix}"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(FastaError, match=f"{path}: truncated or corrupt compressed file"):
+        load_fasta(path)
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    with pytest.raises(FastaError, match="is a directory"):
+        load_fasta(tmp_path)

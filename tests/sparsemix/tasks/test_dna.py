@@ -44,7 +44,9 @@ def test_fasta_task_coordinate_split(tmp_path):
     assert td.class_names == ["low", "high"] and td.num_classes == 2
     assert (len(td.train), len(td.val), len(td.test)) == (40, 10, 20)
     assert td.variable_length and td.vocab_size == 8 and td.input == "tokens"
-    assert td.max_len == max(f.length for s in (td.train, td.val, td.test) for f in s.fragments)
+    # the model is sized from the configured length, not from the longest fragment drawn
+    longest = max(f.length for s in (td.train, td.val, td.test) for f in s.fragments)
+    assert td.max_len == td.meta["length"] >= longest
     assert td.meta["split_mode"] == "coordinate"
     x, y = td.train[0]
     assert x.dtype == torch.long and x.dim() == 1 and 256 <= len(x) <= 1024 and y.dim() == 0
@@ -143,18 +145,6 @@ def test_species_task_holds_out_strains(fake_catalogue, tmp_path):
         build_task("dna-species", _cfg(extra={"species": ["E. coli", "Z. zebra"]}))
 
 
-@pytest.mark.slow
-def test_real_species_task_from_cache_when_present():
-    unpacked = cache_dir(create=False) / "unpacked"
-    names = ("ragout-examples_2.3-4_all", "kleborate-examples_2.3.1-2_all",
-             "bowtie-examples_1.3.1-1_all")
-    if not all((unpacked / name / ".complete").exists() for name in names):
-        pytest.skip("the genome packages are not in the local cache (make demo fetches them)")
-    td = build_task("dna-species", _cfg(train_size=25, val_size=5, test_size=10, length=512))
-    assert len(td.train) == 25 and len(td.test) == 10
-    assert {f.label for f in td.test.fragments} == set(genomes.BACTERIAL_SPECIES)
-
-
 def test_fasta_task_trains_end_to_end_in_variable_length_mode(tmp_path):
     from sparsemix.train import TrainConfig, predict, train
 
@@ -171,3 +161,48 @@ def test_fasta_task_trains_end_to_end_in_variable_length_mode(tmp_path):
     assert pred["probs"].shape == (6, 2)
     assert sorted(pred["lengths"].tolist()) == sorted(f.length for f in
                                                       read_manifest(out / "manifests" / "test.tsv"))
+
+
+def test_a_run_records_its_inputs_and_refuses_when_one_changed(tmp_path, monkeypatch):
+    import json
+    import os
+    import stat
+
+    from sparsemix.errors import RunError
+    from sparsemix.train import TrainConfig, evaluate, train
+
+    (tmp_path / "fa").mkdir()
+    a = _write_fasta(tmp_path / "fa" / "a.fa", 0.3, 1, records=(8_000,))
+    b = _write_fasta(tmp_path / "fa" / "b.fa", 0.6, 2, records=(8_000,))
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    cfg = TrainConfig(task="fasta", out=str(out), fasta=["low=fa/a.fa", "high=./fa/b.fa"],
+                      length=300, train_size=8, val_size=4, test_size=4, epochs=1, channels=8,
+                      batch_size=8, quiet=True, extra={"min_length": 256, "gap": 300})
+    train(cfg)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["fasta"] == [f"low={os.path.realpath(a)}", f"high={os.path.realpath(b)}"]
+    inputs = json.loads((out / "manifests" / "inputs.json").read_text())
+    assert set(inputs) == {os.path.realpath(a), os.path.realpath(b)}
+    assert all(v.startswith("sha256:") and len(v) == 7 + 64 for v in inputs.values())
+    # evaluate from another directory on a read-only run: works, writes nothing
+    monkeypatch.chdir(tmp_path / "fa")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    for p in [*out.rglob("*"), out]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        result = evaluate(str(out))
+    finally:
+        for p in [out, *out.rglob("*")]:
+            p.chmod(p.stat().st_mode | stat.S_IWUSR)
+    assert result["count"] == 4
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    # an input edited after training: evaluate and resume refuse, naming the file; nothing rewritten
+    manifest = (out / "manifests" / "test.tsv").read_text()
+    with open(a, "a") as f:
+        f.write(">extra\nACGTACGT\n")
+    with pytest.raises(RunError, match=f"input {os.path.realpath(a)} changed"):
+        evaluate(str(out))
+    with pytest.raises(RunError, match="changed since this run was made"):
+        train(TrainConfig(**{**saved, "epochs": 2, "resume": True}))
+    assert (out / "manifests" / "test.tsv").read_text() == manifest

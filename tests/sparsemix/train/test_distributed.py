@@ -215,6 +215,8 @@ def _sparsemix_train(out: Path, epochs: int, procs: int, resume: bool = False) -
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    printed = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1, done.stdout  # only rank 0 prints the final JSON
 
 
 def _epoch_lines(out: Path) -> list[dict]:

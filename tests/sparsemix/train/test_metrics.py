@@ -40,3 +40,43 @@ def test_multiclass_macro_auc_and_regression_tolerance():
     r = regression_metrics(torch.tensor([0.5, 0.53, 0.6]), torch.tensor([0.5, 0.5, 0.5]), 0.04)
     assert r["accuracy"] == pytest.approx(2 / 3) and r["error_pct"] == pytest.approx(100 / 3)
     assert r["mse"] == pytest.approx((0.03 ** 2 + 0.1 ** 2) / 3, rel=1e-5)
+
+
+def test_confident_binary_classifier_gets_its_true_auc_from_run_eval():
+    """Logits so large that float32 softmax saturates to exactly 0/1: the AUC must still be the
+    true one (ranked on float64 log-probabilities), per class and macro."""
+    from sparsemix.tasks.base import TaskData
+    from sparsemix.tasks.synthetic import SequenceDataset
+    from sparsemix.train.inference import run_eval
+
+    gen = torch.Generator().manual_seed(0)
+    n = 400
+    y = torch.randint(0, 2, (n,), generator=gen)
+    margin = 40.0 + 20.0 * torch.rand(n, generator=gen, dtype=torch.float64)  # all saturate
+    margin = torch.where(torch.rand(n, generator=gen) < 0.1, -margin, margin)  # 10% wrong
+    score = torch.where(y == 1, margin, -margin)  # logit of class 1 minus logit of class 0
+    assert (torch.stack([-score / 2, score / 2], 1).float().softmax(-1)[:, 1] == 1).sum() > 10
+    true_auc = roc_auc(score, y == 1)
+    assert 0.8 < true_auc < 0.99
+
+    class Fixed(torch.nn.Module):  # returns the logits stored as the token id's row
+        def forward(self, x):
+            logits = torch.stack([-score / 2, score / 2], 1).float()
+            return logits[x[:, 0]]
+
+    x = torch.arange(n).unsqueeze(1)  # [n, 1] token = sample index
+    task = TaskData(train=None, val=None, test=SequenceDataset(x, y), kind="classification",
+                    num_classes=2, input="tokens", max_len=1, vocab_size=n)
+    metrics, _ = run_eval(Fixed(), task.test, task, 64, torch.device("cpu"))
+    assert metrics["roc_auc"] == pytest.approx(true_auc, abs=1e-3)
+    for c in ("0", "1"):
+        assert metrics["per_class"][c]["roc_auc"] == pytest.approx(true_auc, abs=1e-3)
+
+
+def test_undefined_auc_is_null_with_a_reason_and_valid_json():
+    import json
+
+    m = classification_metrics(torch.tensor([[0.9, 0.1]]), torch.tensor([0]))
+    assert m["roc_auc"] is None and "two classes" in m["roc_auc_note"]
+    assert m["per_class"]["1"]["accuracy"] is None
+    json.dumps(m, allow_nan=False)

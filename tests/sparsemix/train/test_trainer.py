@@ -168,3 +168,97 @@ def test_results_report_training_throughput(tmp_path):
     assert tp["tokens"] == cfg.train_size * cfg.length  # fixed length: N tokens per sequence
     assert tp["samples_per_s"] == pytest.approx(tp["samples"] / tp["time_s"], rel=1e-2)
     assert json.load(open(os.path.join(cfg.out, "results.json")))["throughput"]["samples"] == tp["samples"]
+
+
+def test_a_second_run_into_a_locked_folder_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    from sparsemix.train.run_folder import RunFolder
+
+    cfg = _cfg(tmp_path, "r", epochs=1)
+    holder = RunFolder(cfg.out)
+    holder.acquire()  # a live process (this one) holds the folder
+    lock = json.loads((tmp_path / "r" / "lock").read_text())
+    assert lock == {"pid": os.getpid(), "host": socket.gethostname()}
+    with pytest.raises(RunError, match=f"in use by pid {os.getpid()} on {socket.gethostname()}"):
+        train(cfg)
+    assert not (tmp_path / "r" / "config.json").exists()  # the refused run wrote nothing
+    holder.release()
+    assert not (tmp_path / "r").exists()  # the lock was all it held: no empty folder left
+    (tmp_path / "r").mkdir()
+    # a lock left by a dead process of this host is stale: taken over, then removed at the end
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / "r" / "lock").write_text(json.dumps({"pid": int(dead),
+                                                     "host": socket.gethostname()}))
+    train(cfg)
+    assert (tmp_path / "r" / "results.json").exists() and not (tmp_path / "r" / "lock").exists()
+
+
+def test_resume_checks_and_repairs_the_run_folder(tmp_path):
+    cfg = _cfg(tmp_path, "r", epochs=2)
+    train(cfg)
+    run = tmp_path / "r"
+    good = _log(cfg.out)
+    assert [r["epoch"] for r in good] == [1, 2]
+    config = (run / "config.json").read_text()
+    # fewer --epochs than done: refused, config.json untouched
+    with pytest.raises(RunError, match="--epochs 1 is fewer than the 2 epochs"):
+        train(TrainConfig(**{**cfg.to_dict(), "epochs": 1, "resume": True}))
+    assert (run / "config.json").read_text() == config
+    # a half-written last metrics line (and a line from an epoch the checkpoint never saw) are
+    # repaired from last.pt's history on resume
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 3, "train_lo')
+    train(TrainConfig(**{**cfg.to_dict(), "epochs": 3, "resume": True}))
+    lines = _log(cfg.out)
+    assert [r["epoch"] for r in lines] == [1, 2, 3] and lines[:2] == good
+    # a corrupt best.pt is found before any training
+    best = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(best[:100])
+    last_before = (run / "last.pt").read_bytes()
+    with pytest.raises(RunError, match="best.pt is unreadable"):
+        train(TrainConfig(**{**cfg.to_dict(), "epochs": 4, "resume": True}))
+    assert (run / "last.pt").read_bytes() == last_before
+    # config.json that is not an object
+    (run / "config.json").write_text("[1, 2]")
+    with pytest.raises(RunError, match="config.json must hold a JSON object"):
+        train(TrainConfig(**{**cfg.to_dict(), "resume": True}))
+
+
+def test_a_crash_before_the_first_checkpoint_is_resumed_from_scratch(tmp_path):
+    cfg = _cfg(tmp_path, "r", epochs=1)
+    train(cfg)
+    reference = _weights(cfg.out)
+    for name in ("last.pt", "best.pt", "results.json"):  # as if killed in epoch 1
+        os.remove(tmp_path / "r" / name)
+    (tmp_path / "r" / "metrics.jsonl").write_text("")
+    with pytest.raises(RunError, match="already holds a run"):
+        train(cfg)  # a fresh run still refuses the folder ...
+    train(TrainConfig(**{**cfg.to_dict(), "resume": True}))  # ... --resume starts it again
+    _assert_same_weights(reference, _weights(cfg.out))
+    assert [r["epoch"] for r in _log(cfg.out)] == [1]
+
+
+def test_a_forwarded_second_sigint_is_the_same_ctrl_c_and_a_later_one_stops_at_once():
+    import time
+
+    from sparsemix.train.interrupt import StopFlag
+
+    with StopFlag(window_s=60.0) as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # the terminal's Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)  # torchrun forwarding it
+        time.sleep(0.01)
+        assert stop.set  # no KeyboardInterrupt: a graceful stop
+    with pytest.raises(KeyboardInterrupt):
+        with StopFlag(window_s=0.0) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            os.kill(os.getpid(), signal.SIGINT)  # pressed again, after the window
+            time.sleep(0.01)
+    with StopFlag() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun shutting its workers down
+        time.sleep(0.01)
+        assert stop.set

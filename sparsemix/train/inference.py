@@ -1,0 +1,174 @@
+"""Using a model: build it for a task, run it over a split (metrics and raw outputs), and the
+public ``load_model`` / ``evaluate`` / ``predict`` that read a run folder and write nothing to it."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from .. import models
+from ..errors import RunError
+from ..tasks import TaskData, build_task
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import Batch, collate, dataset_lengths, eval_batches
+from .metrics import classification_metrics, regression_metrics
+
+SPLITS = ("train", "val", "test")
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+CHECKPOINTS = ("best", "last")
+
+
+class ReadOnlyConfig:
+    """``cfg`` as a task sees it when a run is only read: every field, plus ``readonly = True``
+    (a task then writes nothing into ``cfg.out``, so evaluate works on a read-only run)."""
+
+    readonly = True
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self._cfg = cfg
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cfg, name)
+
+
+def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
+    """The model ``cfg.model`` sized for ``task`` (through the model registry)."""
+    return models.build_model(
+        cfg.model, num_classes=task.num_classes, max_len=task.max_len,
+        vocab_size=task.vocab_size if task.input == "tokens" else None,
+        input_dim=task.input_dim if task.input == "continuous" else None,
+        variable_length=task.variable_length, channels=cfg.channels, num_layers=cfg.num_layers,
+        hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
+        positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
+        weights_from=cfg.weights_from, num_heads=cfg.num_heads,
+        cdil_layers=cfg.extra.get("cdil_layers"))
+
+
+def forward(model: nn.Module, b: Batch) -> Tensor:
+    """``model`` on a batch: ``model(x, batch)`` for concatenated variable-length input."""
+    return model(b.x, b.batch) if b.batch is not None else model(b.x)
+
+
+def loss_sum(out: Tensor, y: Tensor, kind: str) -> Tensor:
+    """Summed (not averaged) loss, so ranks with different sample counts combine exactly."""
+    if kind == "regression":
+        return F.mse_loss(out.squeeze(-1), y.to(out.dtype), reduction="sum")
+    return F.cross_entropy(out, y, reduction="sum")
+
+
+@torch.no_grad()
+def run_eval(model: nn.Module, ds: Dataset, task: TaskData, batch_size: int,
+             device: torch.device) -> tuple[dict, dict]:
+    """Metrics of ``model`` on ``ds`` and the raw outputs (in dataset order)."""
+    model.eval()
+    out, y, lengths = _outputs_in_order(model, ds, task, batch_size, device)
+    if task.kind == "regression":
+        preds = out.squeeze(-1)
+        metrics = {"loss": float(F.mse_loss(preds.double(), y.double()))}
+        metrics.update(regression_metrics(preds, y, task.meta.get("tolerance")))
+        raw = {"preds": preds, "labels": y, "lengths": lengths}
+    else:
+        log_probs = out.double().log_softmax(-1)
+        metrics = {"loss": float(F.nll_loss(log_probs, y))}
+        metrics.update(classification_metrics(log_probs.exp(), y, task.class_names,
+                                              scores=log_odds(out)))
+        raw = {"probs": log_probs.exp().float(), "labels": y, "lengths": lengths}
+    metrics["count"] = len(ds)
+    return metrics, raw
+
+
+def log_odds(logits: Tensor) -> Tensor:
+    """[n, C] one-vs-rest log-odds ``log p_c - log(1 - p_c) = l_c - logsumexp_{j != c} l_j``, in
+    float64. What ROC-AUC ranks: softmax (even float64 log-softmax) of a confident model
+    saturates to ties, the log-odds never do."""
+    logits = logits.double()
+    eye = torch.eye(logits.size(1), dtype=torch.bool, device=logits.device)
+    others = logits.unsqueeze(1).masked_fill(eye, float("-inf"))  # [n, C, C]: row c drops c
+    if logits.size(1) == 1:
+        return logits
+    return logits - others.logsumexp(-1)
+
+
+def _outputs_in_order(model: nn.Module, ds: Dataset, task: TaskData, batch_size: int,
+                      device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Model outputs [n, C] and labels [n] in dataset order (batches are grouped by length)."""
+    lengths = dataset_lengths(ds)
+    outs, labels, order = [], [], []
+    for idx in eval_batches(lengths, batch_size):
+        b = collate(ds, idx, task.variable_length).to(device)
+        outs.append(forward(model, b).float().cpu())
+        labels.append(b.y.cpu())
+        order.append(b.index)
+    if not outs:
+        raise ValueError("cannot evaluate an empty split")
+    n = len(ds)
+    perm = torch.empty(n, dtype=torch.long)
+    perm[torch.cat(order)] = torch.arange(n)  # position of each dataset index in the batch order
+    return torch.cat(outs)[perm], torch.cat(labels)[perm], lengths
+
+
+def load_model(out: str, which: str = "best", device: "str | torch.device" = "cpu"
+               ) -> tuple[nn.Module, TrainConfig, TaskData]:
+    """The trained model of run ``out`` (``which`` = ``"best"`` or ``"last"``), in eval mode,
+    with its config and its task data (rebuilt from the config)."""
+    _check_choice("which", which, CHECKPOINTS)
+    folder = Path(out)
+    cfg = TrainConfig.load(folder / "config.json")
+    ckpt = load_checkpoint(folder / f"{which}.pt")
+    diff = TrainConfig.from_dict(ckpt["config"], source=str(folder / f"{which}.pt")).differences(cfg)
+    if diff:
+        raise RunError(f"{folder}/{which}.pt was written by a different config ({'; '.join(diff)})")
+    task = build_task(cfg.task, ReadOnlyConfig(cfg))
+    model = build_model(cfg, task)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), cfg, task
+
+
+def evaluate(out: str, split: str = "test", which: str = "best",
+             device: "str | torch.device" = "cpu") -> dict:
+    """Metrics of run ``out``'s ``which`` model on ``split``."""
+    metrics, _, cfg = _run_split(out, split, which, device)
+    return {"out": str(out), "split": split, "which": which, "task": cfg.task, **metrics}
+
+
+def predict(out: str, split: str = "test", which: str = "best",
+            device: "str | torch.device" = "cpu") -> dict:
+    """Outputs of run ``out``'s model on ``split`` in dataset order: ``probs`` [n, C]
+    (classification) or ``preds`` [n] (regression), ``labels`` [n], ``lengths`` [n]."""
+    _, raw, _ = _run_split(out, split, which, device)
+    return raw
+
+
+def _run_split(out: str, split: str, which: str, device: "str | torch.device"
+               ) -> tuple[dict, dict, TrainConfig]:
+    _check_choice("split", split, SPLITS)
+    device = eval_device(device)
+    model, cfg, task = load_model(out, which, device)
+    metrics, raw = run_eval(model, getattr(task, split), task,
+                            cfg.eval_batch_size or cfg.batch_size, device)
+    return metrics, raw, cfg
+
+
+def eval_device(device: "str | torch.device") -> torch.device:
+    """``--device`` of evaluate/predict as a torch.device; ValueError naming it when unusable."""
+    text = str(device)
+    if not _DEVICE.fullmatch(text):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {text!r}")
+    dev = torch.device(text)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: CUDA is not available on this machine (use --device cpu)")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return dev
+
+
+def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"--{option} must be {', '.join(choices[:-1])} or {choices[-1]}; "
+                         f"got {value!r}")
