@@ -9,8 +9,14 @@ from sparsemix import Paramixer
 from sparsemix import kernels
 from sparsemix import reference as R
 
-SIZES = [1, 2, 3, 13, 1000, 1024]
-FAST = ["fused"] + (["sparse"] if kernels.HAS_TORCH_SPARSE else [])
+SIZES = [1, 2, 3, 13, 16, 1000, 1024]
+# Every fast backend; those that cannot run here are listed as skipped with the reason, never dropped.
+FAST = ["fused",
+        pytest.param("compiled", marks=pytest.mark.slow),  # one torch.compile per slot count K
+        pytest.param("native", marks=pytest.mark.skipif(not kernels.HAS_NATIVE,
+                                                         reason=f"native op not built: {kernels.NATIVE_ERROR}")),
+        pytest.param("sparse", marks=pytest.mark.skipif(not kernels.HAS_TORCH_SPARSE,
+                                                         reason="torch-sparse not installed"))]
 
 
 def make(backend, protocol, max_len, dtype=torch.float64, channels=3):
@@ -64,6 +70,19 @@ def test_static_equals_dense_reference(backend, protocol):
     assert_all_close([b(v)], [R.block_forward(b, v)], 1e-10)
 
 
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+@pytest.mark.parametrize("n", [1, 3, 16])
+def test_message_equals_dense_reference_forward_and_backward(protocol, n):
+    """The readable path is itself checked against the dense matrices, gradients included."""
+    v, x, want = static_case(protocol, n)
+    b = make("message", protocol, n)
+    vr, xr = v.detach().requires_grad_(), x.detach().requires_grad_()
+    out = R.block_forward(b, vr, xr)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = [out.detach()] + list(torch.autograd.grad(out, [vr, xr] + list(b.parameters()), g))
+    assert_all_close(want, ref, 1e-10)
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("protocol", ["chord", "cdil"])
 def test_fp32_equals_fp64_message(backend, protocol):
@@ -99,14 +118,25 @@ def test_fused_backward_is_bitwise_deterministic(protocol):
         assert torch.equal(a, b)
 
 
-def test_auto_picks_fused_and_says_so(caplog):
-    from sparsemix.nn import paramixer
+def test_auto_picks_native_if_built_else_fused_and_says_so(caplog):
+    from sparsemix.nn import backends
 
-    paramixer._logged_auto = False  # the choice is logged once per process
-    with caplog.at_level(logging.INFO, logger=paramixer.__name__):
+    want = "native" if kernels.HAS_NATIVE else "fused"
+    backends._logged_auto = False  # the choice is logged once per process
+    with caplog.at_level(logging.INFO, logger=backends.__name__):
         block = Paramixer(4, max_len=16, backend="auto")
-    assert block.active_backend == "fused"
-    assert any("fused" in r.getMessage() for r in caplog.records)
+    assert block.active_backend == want
+    assert any(want in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("backend", ["message"] + FAST)
+def test_empty_batch_works(backend):
+    b = make(backend, "chord", 8)
+    v = torch.randn(0, 8, 3, dtype=torch.float64, requires_grad=True)
+    out = b(v)
+    assert out.shape == (0, 8, 3)
+    out.sum().backward()
+    assert v.grad.shape == v.shape
 
 
 @pytest.mark.skipif(kernels.HAS_TORCH_SPARSE, reason="torch-sparse is installed here")
