@@ -1,4 +1,5 @@
 """Every Paramixer backend computes the same block: outputs and gradients of v, x and all parameters."""
+import copy
 import functools
 import logging
 
@@ -145,3 +146,37 @@ def test_sparse_backend_without_torch_sparse_names_the_package():
         Paramixer(4, max_len=16, backend="sparse")
     with pytest.raises(ImportError, match="torch-sparse"):
         kernels.sparse_slot_mix(torch.randn(4, 2), torch.randn(4, 3), torch.zeros(4, 3, dtype=torch.long))
+
+
+def _low_precision_errors(backend, protocol, n=64):
+    """(error of the backend, error of the dense reference) under CPU bf16 autocast, both vs fp64,
+    for the output and the gradients of v and x."""
+    torch.manual_seed(0)
+    block = Paramixer(8, protocol=protocol, max_len=n, backend=backend).eval()
+    gen = torch.Generator().manual_seed(2)
+    v, x = torch.randn(2, n, 8, generator=gen), torch.randn(2, n, 8, generator=gen)
+    g = torch.randn(2, n, 8, generator=gen)
+
+    def run(fn, dtype, autocast):
+        vv, xx = v.to(dtype).requires_grad_(), x.to(dtype).requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            out = fn(vv, xx)
+        grads = torch.autograd.grad(out, (vv, xx), g.to(out.dtype))
+        return [t.double() for t in (out, *grads)]
+
+    want = run(lambda a, b: R.block_forward(copy.deepcopy(block).double(), a, b), torch.float64, False)
+    got = run(lambda a, b: block(a, x=b), torch.float32, True)
+    dense = run(lambda a, b: R.block_forward(block, a, b), torch.float32, True)
+    err = lambda ts: [((a - b).abs().max() / b.abs().max()).item() for a, b in zip(ts, want)]  # noqa: E731
+    return err(got), err(dense)
+
+
+@pytest.mark.parametrize("backend", ["message"] + FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_bf16_autocast_is_as_accurate_as_dense(backend, protocol):
+    """Flash-attention style bound: under autocast every backend runs, and its error vs fp64 is at most
+    2x that of plain dense PyTorch computed in the same low dtype (+ a small epsilon)."""
+    got, dense = _low_precision_errors(backend, protocol)
+    assert max(dense) > 1e-4  # the low dtype really was used (the bound is not vacuous)
+    for g, d in zip(got, dense):
+        assert g <= 2 * d + 1e-3, (got, dense)
