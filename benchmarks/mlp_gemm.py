@@ -4,7 +4,8 @@ Measures, in one run and with the same thread count:
 
 1. the sgemm peak: a large square fp32 ``torch.mm`` (GFLOP/s = 2 n^3 / time);
 2. :func:`sparsemix.nn.stacked_weights` for M factors on x [B, N, C] (one GEMM for every first layer,
-   GELU, one ``torch.baddbmm`` for every second layer), and its two GEMMs alone;
+   GELU, one ``torch.baddbmm`` for every second layer, chunked over rows), the same unchunked (side by
+   side), and its two GEMMs alone (unchunked);
 3. the floor of the block: the time its GEMM FLOPs would take at the measured peak.
 
 Times are the minimum over repeats (the CPU may be shared); CPU time is reported beside wall time,
@@ -31,6 +32,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import topologies  # noqa: E402
 from sparsemix.nn import SparseFactorConv, stacked_weights  # noqa: E402
+from sparsemix.nn.stacked_weights import _unchunked  # noqa: E402  (the same GEMMs, not chunked)
 
 
 def parse_args() -> argparse.Namespace:
@@ -87,6 +89,10 @@ def main() -> None:
         block_wall, block_cpu = best_time(lambda: stacked_weights(factors, x), args.repeats)
         w1 = torch.cat([f.weight_layers[0].weight for f in factors])
         b1 = torch.cat([f.weight_layers[0].bias for f in factors])
+        w2s = torch.stack([f.weight_layers[1].weight for f in factors]).transpose(1, 2)
+        b2s = torch.stack([f.weight_layers[1].bias for f in factors]).unsqueeze(1)
+        x2 = x.reshape(rows, c)
+        plain_wall, plain_cpu = best_time(lambda: _unchunked(x2, w1, b1, w2s, b2s, m, c), args.repeats)
         first_wall, _ = best_time(lambda: F.linear(x, w1, b1), args.repeats)
         hidden = torch.randn(m, rows, c)
         w2 = torch.randn(m, c, k)
@@ -103,6 +109,9 @@ def main() -> None:
         "stacked_weights": {"wall_s": block_wall, "cpu_s": block_cpu, "gflop": flops / 1e9,
                             "gflops": flops / block_wall / 1e9,
                             "fraction_of_peak": flops / block_wall / 1e9 / peak},
+        "stacked_weights_unchunked": {"wall_s": plain_wall, "cpu_s": plain_cpu,
+                                      "gflops": flops / plain_wall / 1e9,
+                                      "fraction_of_peak": flops / plain_wall / 1e9 / peak},
         "first_layer_gemm": {"wall_s": first_wall, "gflops": flops_first / first_wall / 1e9,
                              "fraction_of_peak": flops_first / first_wall / 1e9 / peak},
         "second_layer_baddbmm": {"wall_s": second_wall, "gflops": flops_second / second_wall / 1e9,
@@ -115,12 +124,14 @@ def main() -> None:
             f"{s['gflops']:.1f} GFLOP/s = {100 * s['fraction_of_peak']:.0f}% of sgemm peak "
             f"{peak:.1f} GFLOP/s ({args.threads} threads) | wall {block_wall * 1e3:.0f} ms, "
             f"CPU {block_cpu * 1e3:.0f} ms, floor {result['floor_s'] * 1e3:.0f} ms | "
-            f"first GEMM {100 * result['first_layer_gemm']['fraction_of_peak']:.0f}%, "
+            f"unchunked: {plain_wall * 1e3:.0f} ms = "
+            f"{100 * result['stacked_weights_unchunked']['fraction_of_peak']:.0f}%; alone, unchunked: first GEMM "
+            f"{100 * result['first_layer_gemm']['fraction_of_peak']:.0f}%, "
             f"baddbmm {100 * result['second_layer_baddbmm']['fraction_of_peak']:.0f}% | "
             f"load avg {load_before[0]:.2f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mlp_gemm.json").write_text(json.dumps(result, indent=2) + "\n")
-    header = ("| case | throughput | time | per GEMM | load |\n|---|---|---|---|---|\n")
+    header = ("| case | throughput | time | side by side | load |\n|---|---|---|---|---|\n")
     (args.out / "mlp_gemm.md").write_text(
         f"Measured by `{result['command']}` on {result['machine']} (torch {torch.__version__}).\n\n"
         + header + line + "\n")

@@ -1,4 +1,4 @@
-"""CHORD and CDIL: the two slot offset tables of Paramixer (method.md §1), cached per (protocol, N, M)."""
+"""CHORD and CDIL: the two slot offset tables of Paramixer (docs/method.md), cached per (protocol, N, M)."""
 from __future__ import annotations
 
 from functools import lru_cache
