@@ -29,7 +29,8 @@ def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tens
     one ``torch.baddbmm`` over :math:`[M, R, h] \times [M, h, K]` (:math:`R` rows of ``x``), chunked
     over rows so the hidden activations never exist in full: backward recomputes them per chunk
     (the saved state is ``x`` and the parameters). Under autocast, or with parameters and ``x`` of
-    different dtypes, the same two GEMMs run unchunked through ordinary autograd.
+    different dtypes, or under ``torch.compile``, the same two GEMMs run unchunked through ordinary
+    autograd.
 
     Args:
         factors: :class:`SparseFactorConv` layers with equal ``in_channels``, ``hidden_channels`` and
@@ -53,7 +54,10 @@ def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tens
     b2 = torch.stack([last.bias for _, last in layers]).unsqueeze(1)  # [M, 1, K]
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.size(-1))  # [*, N, F] -> [R, F]
-    if torch.is_autocast_enabled(x.device.type) or len({x.dtype, w1.dtype}) != 1:
+    # Autocast and mixed dtypes need autocast's casts; under torch.compile the compiler fuses the plain
+    # form itself (and its tracer rejects the out= writes into chunk views).
+    if (torch.is_autocast_enabled(x.device.type) or len({x.dtype, w1.dtype}) != 1
+            or torch.compiler.is_compiling()):
         out = _unchunked(x2, w1, b1, w2, b2, num, hidden_dim)
     else:
         out = _StackedMLP.apply(x2, w1, b1, w2, b2)  # [M, R, K]
