@@ -215,13 +215,20 @@ def _compiled_backward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor, grad
     return grad_v, grad_w, None, None, None, None
 
 
-def _common_dtype(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
-    """Under autocast the weight MLP may return bf16 while v is fp32 (or the reverse): compute in the
-    wider of the two, as a dense matmul of mixed inputs would after promotion."""
-    if v.dtype == w.dtype:
-        return v, w
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _common_dtype(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
+    """``(v, w, result dtype)`` in the dtype the kernel computes in.
+
+    Under autocast the weight MLP may return bf16 while v is fp32 (or the reverse): the result takes
+    the wider of the two, as a matmul of mixed inputs would after promotion. Half-precision inputs
+    are accumulated in fp32 (like a GEMM's fp32 accumulator) and the result cast back, so K slot
+    products never round K times.
+    """
     dtype = torch.promote_types(v.dtype, w.dtype)
-    return v.to(dtype), w.to(dtype)
+    compute = torch.float32 if dtype in _LOW_PRECISION else dtype
+    return v.to(compute), w.to(compute), dtype
 
 
 def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
@@ -240,11 +247,12 @@ def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
             ``0 <= shifts[k] < N``; lets the eager path use slices instead of index tensors.
 
     Shapes:
-        output [..., N, C], like ``v`` (dtype: the wider of ``v`` and ``w``).
+        output [..., N, C], like ``v`` (dtype: the wider of ``v`` and ``w``; half precision is
+        accumulated in fp32).
     """
-    v, w = _common_dtype(v, w)
+    v, w, dtype = _common_dtype(v, w)
     _check(v, w, src, inv, shifts)
-    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts), "eager")
+    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts), "eager").to(dtype)
 
 
 def compiled_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
@@ -254,6 +262,6 @@ def compiled_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
     Raises:
         RuntimeError: if ``torch.compile`` cannot build the kernels here (no C++ compiler / Triton).
     """
-    v, w = _common_dtype(v, w)
+    v, w, dtype = _common_dtype(v, w)
     _check(v, w, src, inv, None)
-    return FusedSlotMix.apply(v, w, src, inv, None, "compiled")
+    return FusedSlotMix.apply(v, w, src, inv, None, "compiled").to(dtype)
