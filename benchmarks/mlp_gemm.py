@@ -98,6 +98,25 @@ def main() -> None:
         w2 = torch.randn(m, c, k)
         b2 = torch.randn(m, 1, k)
         second_wall, _ = best_time(lambda: torch.baddbmm(b2, hidden, w2), args.repeats)
+    # Training: forward + backward (x and every parameter), chunked (backward recomputes the hidden
+    # activations) vs the plain form (autograd saves them).
+    xg = x.clone().requires_grad_()
+    params = [xg] + [p for f in factors for p in f.parameters()]
+
+    def train_chunked():
+        outs = stacked_weights(factors, xg)
+        torch.autograd.grad(outs, params, [torch.ones_like(o) for o in outs])
+
+    def train_plain():
+        w1p = torch.cat([f.weight_layers[0].weight for f in factors])
+        b1p = torch.cat([f.weight_layers[0].bias for f in factors])
+        w2p = torch.stack([f.weight_layers[1].weight for f in factors]).transpose(1, 2)
+        b2p = torch.stack([f.weight_layers[1].bias for f in factors]).unsqueeze(1)
+        out = _unchunked(xg.reshape(rows, c), w1p, b1p, w2p, b2p, m, c)
+        torch.autograd.grad(out, params, torch.ones_like(out))
+
+    train_wall, train_cpu = best_time(train_chunked, args.repeats)
+    train_plain_wall, train_plain_cpu = best_time(train_plain, args.repeats)
 
     result = {
         "machine": f"{platform.machine()} {os.cpu_count()}-core CPU, no GPU",
@@ -112,6 +131,8 @@ def main() -> None:
         "stacked_weights_unchunked": {"wall_s": plain_wall, "cpu_s": plain_cpu,
                                       "gflops": flops / plain_wall / 1e9,
                                       "fraction_of_peak": flops / plain_wall / 1e9 / peak},
+        "train_step_chunked": {"wall_s": train_wall, "cpu_s": train_cpu},
+        "train_step_unchunked": {"wall_s": train_plain_wall, "cpu_s": train_plain_cpu},
         "first_layer_gemm": {"wall_s": first_wall, "gflops": flops_first / first_wall / 1e9,
                              "fraction_of_peak": flops_first / first_wall / 1e9 / peak},
         "second_layer_baddbmm": {"wall_s": second_wall, "gflops": flops_second / second_wall / 1e9,
@@ -128,6 +149,9 @@ def main() -> None:
             f"{100 * result['stacked_weights_unchunked']['fraction_of_peak']:.0f}%; alone, unchunked: first GEMM "
             f"{100 * result['first_layer_gemm']['fraction_of_peak']:.0f}%, "
             f"baddbmm {100 * result['second_layer_baddbmm']['fraction_of_peak']:.0f}% | "
+            f"load avg {load_before[0]:.2f} |\n"
+            f"| same, forward + backward | | wall {train_wall * 1e3:.0f} ms, CPU {train_cpu * 1e3:.0f} ms | "
+            f"unchunked: wall {train_plain_wall * 1e3:.0f} ms, CPU {train_plain_cpu * 1e3:.0f} ms | "
             f"load avg {load_before[0]:.2f} |")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mlp_gemm.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -62,8 +62,9 @@ class Paramixer(nn.Module):
         x_channels (int, optional): Channels :math:`F` of ``x`` if it differs from :math:`C`.
         radius (int, optional): CDIL radius :math:`r` (:math:`K = 2r + 1`). (default: ``4``)
         init (str, optional): ``"stable"`` (default) or ``"paper"`` (PyTorch defaults, as officially).
-        checkpoint_weights (bool, optional): Recompute the weight MLPs in backward instead of storing
-            their activations (for very long sequences). (default: ``False``)
+        checkpoint_weights (bool, optional): Also recompute the weight MLPs' outputs in backward
+            (:func:`~sparsemix.nn.stacked_weights` already recomputes their hidden activations, so
+            this only saves the [*, N, K] weights; for very long sequences). (default: ``False``)
         check_inputs (bool, optional): Reject NaN / inf inputs with a clear error. (default: ``False``)
 
     Shapes:
