@@ -45,8 +45,9 @@ class SparseFactorConv(MessagePassing):
         backend (str, optional): How the factor is applied (:meth:`apply_factor`): ``"message"`` (PyG
             ``propagate``: gather, multiply, scatter; the readable reference), ``"fused"`` (eager kernel that
             never materialises the per-edge messages), ``"compiled"`` (the same through ``torch.compile``),
-            ``"native"`` (the C++ op), ``"sparse"`` (``torch_sparse``) or ``"auto"`` (native if built,
-            else fused; resolved once here and recorded in :attr:`active_backend`). An explicitly
+            ``"native"`` (the C++ op, CPU), ``"sparse"`` (``torch_sparse``) or ``"auto"`` (native if
+            built, else fused; resolved once here and recorded in :attr:`active_backend`; the CPU-only
+            native op hands tensors on other devices to fused). An explicitly
             requested backend that cannot run raises instead of falling back. The default is the PyG path
             because a lone layer may get any edge set; :class:`~sparsemix.Paramixer` defaults to
             ``"auto"``. (default: ``"message"``)
@@ -140,7 +141,9 @@ class SparseFactorConv(MessagePassing):
         if backend == "compiled":
             return kernels.compiled_slot_mix(v, weights, src, inv)
         if backend == "native":
-            return _native_mix(v, weights, src, inv)
+            if v.device.type == "cpu" or self.backend == "native":  # explicit: the op's own error on CUDA
+                return _native_mix(v, weights, src, inv)
+            # auto picked the C++ op, which is CPU-only: tensors on other devices take the fused path
         shifts = topology.shifts(m) if hasattr(topology, "shifts") else None  # static: slices, no gathers
         return kernels.fused_slot_mix(v, weights, src, inv, shifts)
 

@@ -168,3 +168,33 @@ def test_numpy_input_is_rejected():
     topo, conv = make("chord", 8)
     with pytest.raises(TypeError, match="v: expected a torch.Tensor, got numpy.ndarray"):
         conv(np.zeros((8, 4)), topo.edge_index(0), topo.slot(0))
+
+
+def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
+    """Without the built op, a stand-in checks what the layer hands to native_slot_mix: v [B, N, C],
+    w [B | 1, N, K], src and inv [N, K], one dtype; the result keeps v's leading dims."""
+    import types
+
+    from sparsemix.nn import backends
+
+    seen = []
+
+    def fake_native_slot_mix(v, w, src, inv):
+        assert v.dim() == 3 and w.dim() == 3 and w.size(0) in (1, v.size(0)) and v.dtype == w.dtype
+        assert src.shape == inv.shape == (v.size(1), w.size(2))
+        seen.append((tuple(v.shape), tuple(w.shape)))
+        return kernels.fused_slot_mix(v, w, src, inv)
+
+    monkeypatch.setattr(kernels, "HAS_NATIVE", True)
+    monkeypatch.setattr(kernels, "native", types.SimpleNamespace(native_slot_mix=fake_native_slot_mix))
+    monkeypatch.setattr(backends, "_logged_auto", True)
+    topo = topologies.cdil(13)
+    conv = SparseFactorConv(4, topo.num_slots, backend="auto").double()
+    assert conv.active_backend == "native"
+    v = torch.randn(2, 3, 13, 4, dtype=torch.float64)
+    w = torch.randn(2, 3, 13, topo.num_slots).float()  # mixed dtypes are promoted before the op
+    out = conv.apply_factor(v, w, topo, 2)
+    assert out.shape == v.shape and seen == [((6, 13, 4), (6, 13, topo.num_slots))]
+    assert torch.allclose(out, R.factor(topo, 2, w.double(), v), rtol=1e-10, atol=1e-12)
+    conv.apply_factor(v[0, 0], w[0, 0], topo, 2)  # unbatched: w [N, K] is shared, [1, N, K] for the op
+    assert seen[-1] == ((1, 13, 4), (1, 13, topo.num_slots))
