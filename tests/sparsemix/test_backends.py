@@ -108,6 +108,19 @@ def test_variable_length_equals_message_and_reference(backend, protocol):
     assert_all_close([got[0]], [R.block_forward(fast, v, x, batch)], 1e-10)
 
 
+@pytest.mark.parametrize("backend", ["message"] + FAST)
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+def test_variable_length_fp32_equals_fp64_message(backend, protocol):
+    lengths = [1, 16, 3, 1000]
+    batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    gen = torch.Generator().manual_seed(8)
+    v = torch.randn(sum(lengths), 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(sum(lengths), 3, generator=gen, dtype=torch.float64)
+    want = outputs_and_grads(make("message", protocol, 1024), v, x, batch)
+    got = outputs_and_grads(make(backend, protocol, 1024, torch.float32), v.float(), x.float(), batch)
+    assert_all_close([t.double() for t in got], want, 1e-5)
+
+
 @pytest.mark.parametrize("protocol", ["chord", "cdil"])
 def test_fused_backward_is_bitwise_deterministic(protocol):
     gen = torch.Generator().manual_seed(3)
