@@ -61,7 +61,7 @@ def main() -> None:
     n = 2 ** args.log2_n
     rows = []
     for name in ("chord", "cdil"):
-        template = topologies.get(name, n, **({"radius": args.radius} if name == "cdil" else {}))
+        template = topologies.get(name, n, radius=args.radius)
         runs = []
         for _ in range(args.repeats):
             runs.append(time_build(template))

@@ -2,8 +2,9 @@
 
 Pure torch (plus networkx / matplotlib for views, imported lazily); never imports ``sparsemix``.
 """
+from ._checks import default_num_factors
 from .batching import BatchedTopology, batch
 from .protocols import PROTOCOLS, cdil, chord, get
 from .topology import Topology
 
-__all__ = ["Topology", "BatchedTopology", "chord", "cdil", "get", "batch", "PROTOCOLS"]
+__all__ = ["Topology", "BatchedTopology", "chord", "cdil", "get", "batch", "PROTOCOLS", "default_num_factors"]

@@ -1,4 +1,4 @@
-"""CHORD and CDIL: the two slot offset tables of Paramixer (method.md §1), cached per (protocol, N, M)."""
+"""CHORD and CDIL: the two slot offset tables of Paramixer (docs/method.md), cached per (protocol, N, M)."""
 from __future__ import annotations
 
 from functools import lru_cache
@@ -54,8 +54,15 @@ def _cdil(num_nodes: int, num_factors: int, radius: int) -> Topology:
 PROTOCOLS: dict[str, Callable[..., Topology]] = {"chord": chord, "cdil": cdil}
 
 
-def get(name: str, num_nodes: int, **kwargs) -> Topology:
-    """Build a topology by protocol name (one of ``PROTOCOLS``), forwarding keyword arguments."""
+def get(name: str, num_nodes: int, num_factors: Optional[int] = None, radius: int = 4) -> Topology:
+    """Build a topology by protocol name (one of ``PROTOCOLS``).
+
+    ``radius`` is accepted for every protocol so callers never special-case CDIL: CHORD has no radius,
+    so there it is only validated (an integer >= 1) and otherwise ignored.
+    """
     if name not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {name!r}")
-    return PROTOCOLS[name](num_nodes, **kwargs)
+    if name == "cdil":
+        return cdil(num_nodes, num_factors, radius)
+    check_int("radius", radius, 1)
+    return chord(num_nodes, num_factors)

@@ -59,6 +59,6 @@ def call(name: str, *args: Tensor) -> Tensor:
         return get(name)(*args)
     except Exception as err:  # no silent fallback: the user asked for the compiled kernels
         raise RuntimeError(
-            f"fused_slot_mix(impl='compiled') failed to compile or run its {name!r} kernel on "
+            f"backend='compiled' (compiled_slot_mix) failed to compile or run its {name!r} kernel on "
             f"{args[0].device} ({type(err).__name__}: {err}). torch.compile needs a working C++ "
-            "compiler on CPU or Triton on CUDA; use impl='eager' instead.") from err
+            "compiler on CPU or Triton on CUDA; use backend='fused' (eager) instead.") from err

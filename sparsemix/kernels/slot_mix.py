@@ -20,7 +20,6 @@ one or two contiguous slices and no index tensor is read at all.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from typing import Iterator, Optional, Sequence
 
 import torch
@@ -29,8 +28,7 @@ from torch.autograd.function import once_differentiable
 
 from . import compiled_mix
 
-IMPLS = ("eager", "compiled")
-_default_impl = "eager"
+IMPLS = ("eager", "compiled")  # the two implementations behind FusedSlotMix
 
 # Rows per chunk are chosen so one chunk of a [..., rows, C] tensor holds about this many elements:
 # small enough to stay in a core's L2 cache (the output chunk is updated K times), large enough that
@@ -159,32 +157,6 @@ def _slot_dots(v: Tensor, g: Tensor, src: Optional[Tensor], shifts: Optional[Seq
     return gw.transpose(-1, -2)
 
 
-def set_fused_impl(impl: str) -> None:
-    """Choose the process-wide default of :func:`fused_slot_mix`: ``"eager"`` (chunked PyTorch ops,
-    no compiler needed) or ``"compiled"`` (``torch.compile`` kernels, several times faster on CPU,
-    a one-off compile per slot count K)."""
-    global _default_impl
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
-    _default_impl = impl
-
-
-def get_fused_impl() -> str:
-    """The current process-wide default implementation of :func:`fused_slot_mix`."""
-    return _default_impl
-
-
-@contextmanager
-def fused_impl(impl: str) -> Iterator[None]:
-    """Context manager that sets the default implementation of :func:`fused_slot_mix` temporarily."""
-    previous = get_fused_impl()
-    set_fused_impl(impl)
-    try:
-        yield
-    finally:
-        set_fused_impl(previous)
-
-
 def _canonical(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """v [..., N, C] -> [B, N, C]; w [..., N, K] -> [B, N, K] (or [1, N, K] when shared)."""
     v3 = v.reshape(-1, *v.shape[-2:]).contiguous()
@@ -243,11 +215,28 @@ def _compiled_backward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor, grad
     return grad_v, grad_w, None, None, None, None
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _common_dtype(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
+    """``(v, w, result dtype)`` in the dtype the kernel computes in.
+
+    Under autocast the weight MLP may return bf16 while v is fp32 (or the reverse): the result takes
+    the wider of the two, as a matmul of mixed inputs would after promotion. Half-precision inputs
+    are accumulated in fp32 (like a GEMM's fp32 accumulator) and the result cast back, so K slot
+    products never round K times.
+    """
+    dtype = torch.promote_types(v.dtype, w.dtype)
+    compute = torch.float32 if dtype in _LOW_PRECISION else dtype
+    return v.to(compute), w.to(compute), dtype
+
+
 def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
-                   shifts: Optional[Sequence[int]] = None, impl: Optional[str] = None) -> Tensor:
+                   shifts: Optional[Sequence[int]] = None) -> Tensor:
     r"""Apply one slot-structured sparse factor: ``out[..., i, :] = sum_k w[..., i, k] * v[..., src[i, k], :]``.
 
-    Never builds the [N*K, C] messages; backward recomputes from ``v`` and ``w``.
+    The eager implementation (chunked PyTorch ops): the readable fast path and the fallback of
+    ``backend="auto"``. Never builds the [N*K, C] messages; backward recomputes from ``v`` and ``w``.
 
     Args:
         v: values [..., N, C] (any leading batch dims, or none).
@@ -256,14 +245,23 @@ def fused_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
         inv: LongTensor [N, K] with ``inv[src[i, k], k] == i``.
         shifts: optional K Python ints with ``src[i, k] == (i + shifts[k]) % N`` and
             ``0 <= shifts[k] < N``; lets the eager path use slices instead of index tensors.
-        impl: ``"eager"`` (chunked PyTorch ops) or ``"compiled"`` (``torch.compile`` kernels);
-            default: the process-wide choice of :func:`set_fused_impl` (initially ``"eager"``).
 
     Shapes:
-        output [..., N, C], like ``v``.
+        output [..., N, C], like ``v`` (dtype: the wider of ``v`` and ``w``; half precision is
+        accumulated in fp32).
     """
-    impl = _default_impl if impl is None else impl
-    if impl not in IMPLS:
-        raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+    v, w, dtype = _common_dtype(v, w)
     _check(v, w, src, inv, shifts)
-    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts), impl)
+    return FusedSlotMix.apply(v, w, src, inv, None if shifts is None else tuple(shifts), "eager").to(dtype)
+
+
+def compiled_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
+    r""":func:`fused_slot_mix` through ``torch.compile`` kernels (one fused pass over the K slots;
+    several times faster on CPU after a one-off compile per slot count K). Same arguments and result.
+
+    Raises:
+        RuntimeError: if ``torch.compile`` cannot build the kernels here (no C++ compiler / Triton).
+    """
+    v, w, dtype = _common_dtype(v, w)
+    _check(v, w, src, inv, None)
+    return FusedSlotMix.apply(v, w, src, inv, None, "compiled").to(dtype)

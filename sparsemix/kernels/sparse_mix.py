@@ -46,11 +46,16 @@ def sparse_slot_mix(v: Tensor, w: Tensor, src: Tensor) -> Tensor:
     if v.dim() < 2 or src.dim() != 2 or w.shape[-2:] != src.shape or src.size(0) != v.size(-2):
         raise ValueError(f"expected v [..., N, C], w [..., N, K], src [N, K] with matching N and K; got "
                          f"v {list(v.shape)}, w {list(w.shape)}, src {list(src.shape)}")
+    if v.dtype != w.dtype:  # autocast: the weight MLP may be bf16 while v is fp32; compute in the wider
+        dtype = torch.promote_types(v.dtype, w.dtype)
+        v, w = v.to(dtype), w.to(dtype)
     if w.dim() == 2:  # one matrix for the whole batch: torch_sparse broadcasts over leading dims
         return torch_sparse.matmul(_csr(w, src), v)
     if w.shape[:-2] != v.shape[:-2]:
         raise ValueError(f"w's leading dims {list(w.shape[:-2])} must equal v's {list(v.shape[:-2])}")
     lead = v.shape[:-2]
+    if v.numel() == 0 or w.numel() == 0:  # B = 0 (or C = 0): nothing to multiply; keep v, w in the graph
+        return v.new_zeros(v.shape) + 0 * (v.sum() + w.sum())
     v_flat = v.reshape(-1, *v.shape[-2:])  # [B, N, C]
     w_flat = w.reshape(-1, *w.shape[-2:])  # [B, N, K]
     outs = [torch_sparse.matmul(_csr(w_flat[b], src), v_flat[b]) for b in range(v_flat.size(0))]

@@ -1,5 +1,8 @@
-"""Learnable layers: the sparse factor and the Paramixer block."""
+"""Learnable layers: the sparse factor and the Paramixer block, plus their shared helpers."""
+from .backends import BACKENDS
 from .paramixer import Paramixer
+from .sequences import sequence_lengths
 from .sparse_factor_conv import SparseFactorConv
+from .stacked_weights import stacked_weights
 
-__all__ = ["SparseFactorConv", "Paramixer"]
+__all__ = ["SparseFactorConv", "Paramixer", "stacked_weights", "sequence_lengths", "BACKENDS"]

@@ -1,26 +1,25 @@
 """The Paramixer block: a value MLP followed by M learned sparse factors with residuals."""
 from __future__ import annotations
 
-import logging
 import math
 from collections import OrderedDict
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 import topologies
 from topologies import BatchedTopology, Topology
 
-from ._checks import check_features, check_finite, check_node_dim, sequence_sizes
+from ._checks import check_channels, check_features, check_finite, check_node_dim, check_tensor
+from .backends import BACKENDS
+from .sequences import lengths_and_key
 from .sparse_factor_conv import SparseFactorConv
+from .stacked_weights import stacked_weights
 
-log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "message", "fused", "sparse")
-_TOPOLOGY_CACHE_SIZE = 64
+_TOPOLOGY_CACHE_SIZE = 64  # distinct lengths kept (each holds its index tables on one device)
+_BATCH_CACHE_SIZE = 16  # distinct tuples of lengths kept in variable-length mode
 
 
 class Paramixer(nn.Module):
@@ -54,20 +53,19 @@ class Paramixer(nn.Module):
         hidden_channels (int, optional): Hidden width :math:`h` of ``g`` and of the weight MLPs.
             (default: ``channels``)
         dropout (float, optional): Dropout on the block output. (default: ``0.0``)
-        backend (str, optional): How the factors are applied: ``"message"`` (PyG propagate: gather,
-            multiply, scatter; the readable reference), ``"fused"`` (slot-structured kernel that never
-            materialises the per-edge messages), ``"sparse"`` (``torch_sparse``) or ``"auto"`` (the
-            fastest available, recorded in :attr:`active_backend` and logged once). (default: ``"auto"``)
+        backend (str, optional): How the factors are applied, passed to every
+            :class:`SparseFactorConv`: ``"message"`` (PyG propagate: gather, multiply, scatter; the
+            readable reference), ``"fused"`` (eager kernel that never materialises the per-edge
+            messages), ``"compiled"`` (the same as ``torch.compile`` kernels), ``"native"`` (the C++ op),
+            ``"sparse"`` (``torch_sparse``) or ``"auto"`` (native if built, else fused; resolved once at
+            construction, recorded in :attr:`active_backend` and logged once). (default: ``"auto"``)
         x_channels (int, optional): Channels :math:`F` of ``x`` if it differs from :math:`C`.
         radius (int, optional): CDIL radius :math:`r` (:math:`K = 2r + 1`). (default: ``4``)
         init (str, optional): ``"stable"`` (default) or ``"paper"`` (PyTorch defaults, as officially).
-        checkpoint_weights (bool, optional): Recompute the weight MLPs in backward instead of storing
-            their activations (for very long sequences). (default: ``False``)
+        checkpoint_weights (bool, optional): Also recompute the weight MLPs' outputs in backward
+            (:func:`~sparsemix.nn.stacked_weights` already recomputes their hidden activations, so
+            this only saves the [*, N, K] weights; for very long sequences). (default: ``False``)
         check_inputs (bool, optional): Reject NaN / inf inputs with a clear error. (default: ``False``)
-        fused_impl (str, optional): Implementation of the fused kernel: ``"eager"`` (chunked PyTorch
-            ops), ``"compiled"`` (``torch.compile`` kernels: several times faster per factor on CPU
-            after a one-off compile per slot count) or ``None`` (the process default of
-            :func:`sparsemix.kernels.set_fused_impl`, initially eager). (default: ``None``)
 
     Shapes:
         - **input:** values :math:`(N, C)` or :math:`(B, N, C)` (one topology for all), or
@@ -82,14 +80,15 @@ class Paramixer(nn.Module):
                  num_factors: Optional[int] = None, hidden_channels: Optional[int] = None,
                  dropout: float = 0.0, backend: str = "auto", x_channels: Optional[int] = None,
                  radius: int = 4, init: str = "stable", checkpoint_weights: bool = False,
-                 check_inputs: bool = False, fused_impl: Optional[str] = None) -> None:
+                 check_inputs: bool = False) -> None:
         super().__init__()
+        check_channels(channels, "channels")
+        check_channels(hidden_channels, "hidden_channels", optional=True)
+        check_channels(x_channels, "x_channels", optional=True)
         if protocol not in topologies.PROTOCOLS:
             raise ValueError(f"protocol must be one of {sorted(topologies.PROTOCOLS)}, got {protocol!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if fused_impl not in (None, "eager", "compiled"):
-            raise ValueError(f"fused_impl must be None, 'eager' or 'compiled', got {fused_impl!r}")
         if init not in ("stable", "paper"):
             raise ValueError(f"init must be 'stable' or 'paper', got {init!r}")
         if max_len is None and num_factors is None:
@@ -108,19 +107,19 @@ class Paramixer(nn.Module):
         self.backend = backend
         self.checkpoint_weights = checkpoint_weights
         self.check_inputs = check_inputs
-        self.fused_impl = fused_impl
-        self.num_factors = num_factors or max(1, (max_len - 1).bit_length())
+        self.num_factors = num_factors or topologies.default_num_factors(max_len)
         self.num_slots = self._make_topology(1).num_slots
-        self.active_backend = self._resolve_backend(backend)
 
         h = self.hidden_channels
         self.value = nn.Sequential(nn.Linear(channels, h), nn.GELU(), nn.Linear(h, channels))
         scale = 1.0 / math.sqrt(self.num_slots * self.num_factors) if init == "stable" else None
         self.factors = nn.ModuleList(
-            SparseFactorConv(self.x_channels, self.num_slots, h, init_scale=scale)
+            SparseFactorConv(self.x_channels, self.num_slots, h, init_scale=scale, backend=backend)
             for _ in range(self.num_factors))
+        self.active_backend = self.factors[0].active_backend  # resolved once, by the factors
         self.dropout = nn.Dropout(dropout)
         self._topologies: OrderedDict = OrderedDict()
+        self._batched: OrderedDict = OrderedDict()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -137,86 +136,31 @@ class Paramixer(nn.Module):
 
     # ---- topologies --------------------------------------------------------------------------------
     def _make_topology(self, num_nodes: int) -> Topology:
-        kwargs = {"radius": self.radius} if self.protocol == "cdil" else {}
-        return topologies.get(self.protocol, num_nodes, num_factors=self.num_factors, **kwargs)
+        return topologies.get(self.protocol, num_nodes, num_factors=self.num_factors, radius=self.radius)
 
     def topology_for(self, num_nodes: int, device: Union[str, torch.device, None] = None) -> Topology:
         """The topology for sequences of length ``num_nodes`` (same M for every length), on ``device``."""
         if self.max_len is not None and num_nodes > self.max_len:
             raise ValueError(f"sequence length N = {num_nodes} exceeds max_len = {self.max_len}")
         device = torch.device(device) if device is not None else torch.device("cpu")
-        key = (num_nodes, device)
-        topo = self._topologies.get(key)
-        if topo is None:  # cached per device: index tensors are never rebuilt in forward
-            topo = self._make_topology(num_nodes).to(device)
-            self._topologies[key] = topo
-            if len(self._topologies) > _TOPOLOGY_CACHE_SIZE:
-                self._topologies.popitem(last=False)
-        else:
-            self._topologies.move_to_end(key)
-        return topo
+        return _lru(self._topologies, (num_nodes, device), _TOPOLOGY_CACHE_SIZE,
+                    lambda: self._make_topology(num_nodes).to(device))
 
-    # ---- backends ----------------------------------------------------------------------------------
-    @staticmethod
-    def _resolve_backend(backend: str) -> str:
-        if backend == "message":
-            return backend
-        try:
-            from sparsemix import kernels
-        except ImportError as err:
-            if backend == "auto":
-                log.warning("sparsemix.kernels unavailable (%s); Paramixer uses the slow 'message' backend",
-                            err)
-                return "message"
-            raise
-        if backend == "sparse" and not kernels.HAS_TORCH_SPARSE:
-            raise ImportError("backend='sparse' needs torch-sparse: pip install --no-build-isolation "
-                              "torch-sparse==0.6.18 (after torch-scatter==2.1.2)")
-        if backend == "auto":
-            _log_auto_once("fused")
-            return "fused"
-        return backend
-
-    def _weights(self, x: Tensor) -> list[Tensor]:
-        """The M factor weight tensors [*, N, K], from one batched matmul per MLP layer."""
-        if self.active_backend == "message":  # readable path: each factor runs its own MLP
-            return [factor.compute_weights(x) for factor in self.factors]
-        if self.checkpoint_weights and torch.is_grad_enabled():
-            stacked = checkpoint(self._stacked_weights, x, use_reentrant=False)
-        else:
-            stacked = self._stacked_weights(x)
-        return list(stacked.unbind(-2))  # [*, N, M, K] -> M x [*, N, K]
-
-    def _stacked_weights(self, x: Tensor) -> Tensor:
-        firsts = [f.mlp[0] for f in self.factors]
-        lasts = [f.mlp[2] for f in self.factors]
-        w1 = torch.cat([l.weight for l in firsts])  # [M*h, F]
-        b1 = torch.cat([l.bias for l in firsts])  # [M*h]
-        hidden = F.gelu(F.linear(x, w1, b1))  # [*, N, M*h]
-        hidden = hidden.unflatten(-1, (self.num_factors, self.hidden_channels))  # [*, N, M, h]
-        w2 = torch.stack([l.weight for l in lasts])  # [M, K, h]
-        b2 = torch.stack([l.bias for l in lasts])  # [M, K]
-        return torch.einsum("...mh,mkh->...mk", hidden, w2) + b2  # [*, N, M, K]
-
-    def _apply_factor(self, m: int, V: Tensor, w: Tensor, topo: Union[Topology, BatchedTopology],
-                      static: bool) -> Tensor:
-        if self.active_backend == "message":
-            return self.factors[m].mix(V, topo.edge_index(m), topo.slot(m), w)
-        from sparsemix import kernels
-
-        src = topo.source_index(m)
-        if self.active_backend == "sparse":
-            return kernels.sparse_slot_mix(V, w, src)
-        shifts = topo.shifts(m) if static else None
-        return kernels.fused_slot_mix(V, w, src, topo.inverse_index(m), shifts, impl=self.fused_impl)
+    def batched_topology_for(self, lengths: tuple[int, ...],
+                             device: Union[str, torch.device, None] = None) -> BatchedTopology:
+        """The concatenated topology of sequences of these lengths, built on ``device`` once per distinct
+        tuple of lengths (a small LRU), so its index tables are never rebuilt in forward."""
+        device = torch.device(device) if device is not None else torch.device("cpu")
+        return _lru(self._batched, (tuple(lengths), device), _BATCH_CACHE_SIZE,
+                    lambda: topologies.batch([self.topology_for(n, device) for n in lengths]))
 
     # ---- forward -----------------------------------------------------------------------------------
     def forward(self, v: Tensor, x: Optional[Tensor] = None, batch: Optional[Tensor] = None,
                 return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
         check_features(v, self.channels, "v")
         x = v if x is None else x
-        check_node_dim(v, x, "v", "x")
         check_features(x, self.x_channels, "x")
+        check_node_dim(v, x, "v", "x")
         if self.check_inputs:
             check_finite(v, "v")
             check_finite(x, "x")
@@ -224,18 +168,20 @@ class Paramixer(nn.Module):
             if v.dim() not in (2, 3):
                 raise ValueError(f"v must be [N, C] or [B, N, C] (or [T, C] with batch), got {list(v.shape)}")
             topo = self.topology_for(v.size(-2), v.device)
-            static = True
         else:
+            check_tensor(batch, "batch")
             if v.dim() != 2:
                 raise ValueError(f"with a batch vector, v must be [T, C], got {list(v.shape)}")
-            sizes = sequence_sizes(batch, v.size(0))
-            topo = topologies.batch([self.topology_for(n) for n in sizes.tolist()]).to(v.device)
-            static = False
+            _, lengths = lengths_and_key(batch, v.size(0))  # the one host sync of this path
+            topo = self.batched_topology_for(lengths, v.device)
 
         V = self.value(v)
-        weights = self._weights(x)
-        for m, w in enumerate(weights):
-            V = V + self._apply_factor(m, V, w, topo, static)
+        if self.checkpoint_weights and torch.is_grad_enabled():  # recompute the MLPs in backward
+            weights = checkpoint(stacked_weights, self.factors, x, use_reentrant=False)
+        else:
+            weights = stacked_weights(self.factors, x)
+        for m, (factor, w) in enumerate(zip(self.factors, weights)):
+            V = V + factor.apply_factor(V, w, topo, m)
         out = self.dropout(V)
         return (out, weights) if return_weights else out
 
@@ -245,11 +191,13 @@ class Paramixer(nn.Module):
                 f"max_len={self.max_len}, backend={self.backend!r} (active: {self.active_backend!r})")
 
 
-_logged_auto = False
-
-
-def _log_auto_once(choice: str) -> None:
-    global _logged_auto
-    if not _logged_auto:
-        log.info("Paramixer backend='auto' uses %r", choice)
-        _logged_auto = True
+def _lru(cache: OrderedDict, key, size: int, build):
+    """``cache[key]``, built by ``build()`` on a miss; keeps the ``size`` most recently used entries."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = build()
+        if len(cache) > size:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return value

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
-from ._checks import check_features, check_node_dim
+from .. import kernels
+from ._checks import check_channels, check_features, check_node_dim, check_tensor
+from .backends import resolve_backend
 
 try:  # optional accelerator, as in PyG
     from torch_sparse import SparseTensor
@@ -40,6 +42,15 @@ class SparseFactorConv(MessagePassing):
             initialisation for unit-RMS inputs. ``None`` keeps PyTorch's default ``nn.Linear`` init, as
             in the official code (unstable for deep products; see :class:`~sparsemix.Paramixer`).
             (default: ``None``)
+        backend (str, optional): How the factor is applied (:meth:`apply_factor`): ``"message"`` (PyG
+            ``propagate``: gather, multiply, scatter; the readable reference), ``"fused"`` (eager kernel that
+            never materialises the per-edge messages), ``"compiled"`` (the same through ``torch.compile``),
+            ``"native"`` (the C++ op, CPU), ``"sparse"`` (``torch_sparse``) or ``"auto"`` (native if
+            built, else fused; resolved once here and recorded in :attr:`active_backend`; the CPU-only
+            native op hands tensors on other devices to fused). An explicitly
+            requested backend that cannot run raises instead of falling back. The default is the PyG path
+            because a lone layer may get any edge set; :class:`~sparsemix.Paramixer` defaults to
+            ``"auto"``. (default: ``"message"``)
         **kwargs (optional): Additional arguments of :class:`torch_geometric.nn.conv.MessagePassing`.
 
     Shapes:
@@ -48,13 +59,18 @@ class SparseFactorConv(MessagePassing):
           row 1 = target :math:`i`), slots :math:`(E,)` in :math:`\{0..K-1\}`, features
           :math:`(*, N, F)` (default: the values; requires :math:`C = F`). One edge set is shared by
           all leading batch dimensions :math:`*` (a static graph). A ``torch_sparse.SparseTensor``
-          ``adj_t`` whose values are the slots may replace ``edge_index`` and ``slot``.
+          ``adj_t`` whose values are the slots may replace ``edge_index`` and ``slot``. Backends other
+          than ``"message"`` need the slot layout of :class:`topologies.Topology` (edge
+          :math:`e = iK + k`); :meth:`apply_factor` takes a topology directly.
         - **output:** values :math:`(*, N, C)`; with ``return_weights=True`` also the weights
           :math:`(*, N, K)` that were used (row :math:`i`, slot :math:`k`).
     """
 
     def __init__(self, in_channels: int, num_slots: int, hidden_channels: Optional[int] = None,
-                 init_scale: Optional[float] = None, **kwargs) -> None:
+                 init_scale: Optional[float] = None, backend: str = "message", **kwargs) -> None:
+        check_channels(in_channels, "in_channels")
+        check_channels(num_slots, "num_slots")
+        check_channels(hidden_channels, "hidden_channels", optional=True)
         kwargs.setdefault("aggr", "sum")
         kwargs.setdefault("node_dim", -2)
         super().__init__(**kwargs)
@@ -62,6 +78,8 @@ class SparseFactorConv(MessagePassing):
         self.num_slots = num_slots
         self.hidden_channels = hidden_channels or in_channels
         self.init_scale = init_scale
+        self.backend = backend
+        self.active_backend = resolve_backend(backend)
         self.mlp = nn.Sequential(
             nn.Linear(in_channels, self.hidden_channels),
             nn.GELU(),
@@ -82,6 +100,12 @@ class SparseFactorConv(MessagePassing):
             nn.init.normal_(last.weight, std=self.init_scale / math.sqrt(self.hidden_channels))
             nn.init.zeros_(last.bias)
 
+    @property
+    def weight_layers(self) -> tuple[nn.Linear, nn.Linear]:
+        """The two ``nn.Linear`` layers of the weight MLP ``f`` (GELU between them), for callers that
+        evaluate many factors at once (:func:`sparsemix.nn.stacked_weights`)."""
+        return self.mlp[0], self.mlp[2]
+
     def compute_weights(self, x: Tensor) -> Tensor:
         """The factor's nonzero values: ``f(x)`` of shape [*, N, K]."""
         return self.mlp(x)
@@ -89,13 +113,39 @@ class SparseFactorConv(MessagePassing):
     def forward(self, v: Tensor, edge_index: Union[Tensor, "SparseTensor"], slot: Optional[Tensor] = None,
                 x: Optional[Tensor] = None, return_weights: bool = False
                 ) -> Union[Tensor, tuple[Tensor, Tensor]]:
+        check_tensor(v, "v")
         edge_index, slot = self._edges(edge_index, slot)
         x = v if x is None else x
-        check_node_dim(v, x, "v", "x")
         check_features(x, self.in_channels, "x")
+        check_node_dim(v, x, "v", "x")
         weights = self.compute_weights(x)
-        out = self.mix(v, edge_index, slot, weights)
+        if self.active_backend == "message":
+            out = self.mix(v, edge_index, slot, weights)
+        else:
+            out = self.apply_factor(v, weights, _SlotTables.from_edges(edge_index, slot, v.size(-2),
+                                                                      self.num_slots), 0)
         return (out, weights) if return_weights else out
+
+    def apply_factor(self, v: Tensor, weights: Tensor, topology, m: int) -> Tensor:
+        """Apply factor ``m`` of ``topology`` with the given weights [*, N, K] to ``v`` [*, N, C], through
+        :attr:`active_backend`. ``topology`` is a :class:`topologies.Topology` or
+        :class:`topologies.BatchedTopology` (anything with ``source_index(m)``, ``inverse_index(m)``,
+        ``edge_index(m)`` and ``slot(m)``). Used by :class:`~sparsemix.Paramixer` for every factor."""
+        backend = self.active_backend
+        if backend == "message":
+            return self.mix(v, topology.edge_index(m), topology.slot(m), weights)
+        src = topology.source_index(m)
+        if backend == "sparse":
+            return kernels.sparse_slot_mix(v, weights, src)
+        inv = topology.inverse_index(m)
+        if backend == "compiled":
+            return kernels.compiled_slot_mix(v, weights, src, inv)
+        if backend == "native":
+            if v.device.type == "cpu" or self.backend == "native":  # explicit: the op's own error on CUDA
+                return _native_mix(v, weights, src, inv)
+            # auto picked the C++ op, which is CPU-only: tensors on other devices take the fused path
+        shifts = topology.shifts(m) if hasattr(topology, "shifts") else None  # static: slices, no gathers
+        return kernels.fused_slot_mix(v, weights, src, inv, shifts)
 
     def mix(self, v: Tensor, edge_index: Tensor, slot: Tensor, weights: Tensor) -> Tensor:
         """Apply the factor with given weights [*, N, K]: gather -> multiply -> scatter (PyG propagate)."""
@@ -127,4 +177,45 @@ class SparseFactorConv(MessagePassing):
 
     def __repr__(self) -> str:
         return (f"{self.__class__.__name__}({self.in_channels}, num_slots={self.num_slots}, "
-                f"hidden_channels={self.hidden_channels})")
+                f"hidden_channels={self.hidden_channels}, backend={self.active_backend!r})")
+
+
+def _native_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
+    """The C++ op takes v [B, N, C] (or [N, C]) and w [B or 1, N, K]; map any leading dims onto that."""
+    if v.dtype != w.dtype:  # autocast: compute in the wider dtype, like the other backends
+        dtype = torch.promote_types(v.dtype, w.dtype)
+        v, w = v.to(dtype), w.to(dtype)
+    n, c, k = v.size(-2), v.size(-1), w.size(-1)
+    v3 = v.reshape(-1, n, c)  # [*, N, C] -> [B, N, C]
+    w3 = w.reshape(-1 if w.dim() > 2 else 1, n, k)  # [*, N, K] -> [B or 1, N, K]
+    return kernels.native.native_slot_mix(v3, w3, src, inv).reshape(v.shape)
+
+
+class _SlotTables:
+    """One factor given as edges in the slot layout (edge e = i*K + k), as the tables the kernels read."""
+
+    def __init__(self, src: Tensor, inv: Tensor) -> None:
+        self._src, self._inv = src, inv
+
+    def source_index(self, m: int) -> Tensor:
+        return self._src
+
+    def inverse_index(self, m: int) -> Tensor:
+        return self._inv
+
+    @classmethod
+    def from_edges(cls, edge_index: Tensor, slot: Tensor, num_nodes: int, num_slots: int) -> "_SlotTables":
+        n, k = num_nodes, num_slots
+        e = torch.arange(n * k, device=edge_index.device)
+        if (edge_index.size(1) != n * k or not torch.equal(edge_index[1], e // k)
+                or not torch.equal(slot, e % k)):
+            raise ValueError(f"edge_index/slot must be in the slot layout (edge e = i*K + k, N*K = {n * k} "
+                             f"edges) for a non-'message' backend; use topologies' edge_index(m) and slot(m), "
+                             f"or backend='message' for an arbitrary edge set")
+        src = edge_index[0].reshape(n, k)  # [N*K] -> [N, K]
+        inv = torch.full_like(src, -1)
+        inv.scatter_(0, src, (e // k).reshape(n, k))  # inv[src[i, k], k] = i
+        if bool((inv < 0).any()):
+            raise ValueError("every slot of edge_index must be a permutation of the nodes for a non-'message' "
+                             "backend (each node read once per slot); use backend='message'")
+        return cls(src, inv)

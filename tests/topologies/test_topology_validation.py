@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import topologies
 
@@ -32,8 +33,23 @@ def test_radius(bad, error) -> None:
 def test_unknown_protocol() -> None:
     with pytest.raises(ValueError, match="protocol.*'butterfly'"):
         topologies.get("butterfly", 16)
+
+
+
+def test_get_takes_radius_for_every_protocol() -> None:
+    """Callers pass radius without special-casing CDIL; CHORD validates it and has no use for it."""
+    assert torch.equal(topologies.get("chord", 16, radius=2).offsets, topologies.chord(16).offsets)
+    assert topologies.get("cdil", 16, radius=2).num_slots == 5
+    with pytest.raises(ValueError, match="radius"):
+        topologies.get("chord", 16, radius=0)
     with pytest.raises(TypeError, match="radius"):
-        topologies.get("chord", 16, radius=2)  # CHORD has no radius: not silently ignored
+        topologies.cdil(16, radius=2.5)
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (2, 1), (3, 2), (16, 4), (17, 5), (1024, 10), (1025, 11)])
+def test_default_num_factors_is_ceil_log2(n, m) -> None:
+    assert topologies.default_num_factors(n) == m
+    assert topologies.chord(n).num_factors == m
 
 
 def test_explicit_sizes_are_kept() -> None:

@@ -1,4 +1,4 @@
-"""An independent, plain-Python restatement of the CHORD / CDIL definitions (DESIGN.md, method.md §1),
+"""An independent, plain-Python restatement of the CHORD / CDIL definitions (docs/design.md, docs/method.md),
 written without the package's code, that the tests compare the vectorised builders against."""
 from __future__ import annotations
 

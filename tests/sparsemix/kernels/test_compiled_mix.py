@@ -1,9 +1,9 @@
-"""impl='compiled' (torch.compile kernels) equals the eager fused kernel; one compile, so marked slow."""
+"""compiled_slot_mix (torch.compile kernels) equals the eager fused kernel; one compile, so marked slow."""
 import pytest
 import torch
 
 import topologies
-from sparsemix.kernels import fused_slot_mix
+from sparsemix.kernels import compiled_slot_mix, fused_slot_mix
 
 
 @pytest.mark.slow
@@ -16,15 +16,13 @@ def test_compiled_matches_eager_fp64():
         w = torch.randn(2, n, 9, generator=gen, dtype=torch.float64, requires_grad=True)
         g = torch.randn(2, n, 5, generator=gen, dtype=torch.float64)
         results = []
-        for impl in ("eager", "compiled"):
-            out = fused_slot_mix(v, w, src, inv, topo.shifts(3), impl=impl)
+        for out in (fused_slot_mix(v, w, src, inv, topo.shifts(3)), compiled_slot_mix(v, w, src, inv)):
             results.append([out, *torch.autograd.grad(out, (v, w), g)])
         for a, b in zip(*results):
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_unknown_impl_is_rejected():
+def test_compiled_checks_its_input_like_fused():
     topo = topologies.chord(4)
-    with pytest.raises(ValueError, match="impl must be one of"):
-        fused_slot_mix(torch.randn(4, 2), torch.randn(4, 3), topo.source_index(0),
-                       topo.inverse_index(0), impl="triton")
+    with pytest.raises(ValueError, match="src must be"):
+        compiled_slot_mix(torch.randn(5, 2), torch.randn(5, 3), topo.source_index(0), topo.inverse_index(0))

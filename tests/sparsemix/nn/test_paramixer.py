@@ -69,11 +69,13 @@ def test_return_weights_reproduce_output(backend):
 
 
 @pytest.mark.parametrize("backend", ["message", "fused"])
-def test_static_batch_equals_loop(backend):
+def test_static_batch_equals_loop_and_reference(backend):
     b = block("chord", max_len=13, backend=backend)
     v = torch.randn(3, 13, 4, dtype=torch.float64)
     looped = torch.stack([b(vb) for vb in v])
     assert torch.allclose(b(v), looped, rtol=1e-12, atol=1e-13)
+    # not only self-consistent: each example equals the dense product computed on its own
+    assert rel_err(looped, torch.stack([R.block_forward(b, vb) for vb in v])) <= 1e-10
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -89,6 +91,8 @@ def test_variable_length_equals_alone_in_any_order(protocol, backend):
         out = b(v, batch=batch)
         for pos, i in enumerate(order):
             assert torch.allclose(out[batch == pos], alone[i], rtol=1e-12, atol=1e-12)
+    for i in (0, 2, 3):  # and "alone" itself is the dense reference, not just the layer agreeing with itself
+        assert rel_err(alone[i], R.block_forward(b, seqs[i])) <= 1e-10
 
 
 def test_variable_length_matches_dense_reference():
@@ -145,14 +149,18 @@ def test_dropout_only_in_training():
 
 
 def test_auto_backend_is_recorded_and_logged(caplog):
-    import sparsemix.nn.paramixer as P
+    import sparsemix.nn.backends as B
+    from sparsemix import kernels
 
-    P._logged_auto = False
-    with caplog.at_level(logging.INFO, logger="sparsemix.nn.paramixer"):
+    want = "native" if kernels.HAS_NATIVE else "fused"
+    B._logged_auto = False
+    with caplog.at_level(logging.INFO, logger=B.__name__):
         b = Paramixer(4, max_len=8)
-    assert b.active_backend == "fused"
-    assert "uses 'fused'" in caplog.text
-    assert "active: 'fused'" in repr(b)
+        Paramixer(4, max_len=8)
+    assert b.active_backend == want
+    assert all(f.active_backend == want for f in b.factors)
+    assert caplog.text.count(f"uses {want!r}") == 1  # resolved per layer, logged once
+    assert f"active: {want!r}" in repr(b)
 
 
 def test_checkpointed_weights_same_gradients():
@@ -194,14 +202,51 @@ def test_bad_input_is_rejected_with_names():
         Paramixer(4)
 
 
-def test_fused_impl_is_validated_and_passed_on(monkeypatch):
+@pytest.mark.parametrize("backend", ["message", "fused", "compiled"])
+def test_backend_passes_through_to_every_factor(backend):
+    b = block("chord", max_len=8, backend=backend)
+    assert b.active_backend == backend
+    assert [f.active_backend for f in b.factors] == [backend] * b.num_factors
+
+
+def test_unbuilt_native_backend_names_what_to_build():
     from sparsemix import kernels
 
-    seen = []
-    original = kernels.fused_slot_mix
-    monkeypatch.setattr(kernels, "fused_slot_mix", lambda *a, **kw: seen.append(kw["impl"]) or original(*a, **kw))
-    b = block("chord", max_len=8, backend="fused", fused_impl="eager")
-    b(torch.randn(8, 4, dtype=torch.float64))
-    assert seen == ["eager"] * b.num_factors
-    with pytest.raises(ValueError, match="fused_impl must be"):
-        Paramixer(4, max_len=8, fused_impl="triton")
+    if kernels.HAS_NATIVE:
+        pytest.skip("the native op is built here")
+    with pytest.raises(RuntimeError, match="backend='native' needs the C\\+\\+ op"):
+        Paramixer(4, max_len=8, backend="native")
+
+
+def test_variable_length_tables_are_cached_per_lengths():
+    b = block("cdil", max_len=40, backend="fused")
+    lengths = [3, 40, 1, 17]
+    v = torch.randn(sum(lengths), 4, dtype=torch.float64)
+    batch = torch.repeat_interleave(torch.arange(4), torch.tensor(lengths))
+    first = b(v, batch=batch)
+    topo = b.batched_topology_for(tuple(lengths), v.device)
+    tables = [topo.source_index(m) for m in range(b.num_factors)]
+    second = b(v, batch=batch)
+    assert b.batched_topology_for(tuple(lengths), v.device) is topo  # same object: nothing rebuilt
+    assert all(topo.source_index(m) is t for m, t in enumerate(tables))
+    assert torch.equal(first, second)
+    assert rel_err(first, R.block_forward(b, v, batch=batch)) <= 1e-10
+    b(v[:20], batch=batch[:20])  # another tuple of lengths gets its own entry
+    assert len(b._batched) == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_bad_channels_are_rejected(bad):
+    with pytest.raises(ValueError, match="channels must be an integer >= 1"):
+        Paramixer(bad, max_len=8)
+    with pytest.raises(ValueError, match="hidden_channels must be an integer >= 1"):
+        Paramixer(4, max_len=8, hidden_channels=bad)
+
+
+def test_numpy_input_is_rejected():
+    np = pytest.importorskip("numpy")
+    b = block("chord", max_len=8)
+    with pytest.raises(TypeError, match="v: expected a torch.Tensor, got numpy.ndarray"):
+        b(np.zeros((8, 4)))
+    with pytest.raises(TypeError, match="batch: expected a torch.Tensor"):
+        b(torch.zeros(8, 4, dtype=torch.float64), batch=np.zeros(8, dtype=np.int64))

@@ -3,7 +3,7 @@ import torch
 from torch_geometric import EdgeIndex
 
 import topologies
-from sparsemix import SparseFactorConv
+from sparsemix import SparseFactorConv, kernels
 from sparsemix import reference as R
 
 SIZES = [1, 2, 3, 13, 16, 1000, 1024]
@@ -113,7 +113,88 @@ def test_bad_input_names_the_argument():
 
 def test_repr_and_reset():
     _, conv = make("chord", 16)
-    assert repr(conv) == "SparseFactorConv(4, num_slots=5, hidden_channels=6)"
+    assert repr(conv) == "SparseFactorConv(4, num_slots=5, hidden_channels=6, backend='message')"
     before = conv.mlp[2].weight.clone()
     conv.reset_parameters()
     assert not torch.equal(before, conv.mlp[2].weight)
+
+
+FAST = ["fused", pytest.param("compiled", marks=pytest.mark.slow),
+        pytest.param("native", marks=pytest.mark.skipif(not kernels.HAS_NATIVE, reason=f"native op not built: "
+                                                         f"{kernels.NATIVE_ERROR}")),
+        pytest.param("sparse", marks=pytest.mark.skipif(not kernels.HAS_TORCH_SPARSE,
+                                                         reason="torch-sparse not installed"))]
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_every_backend_applies_the_same_factor(backend, protocol):
+    """forward(edge_index) and apply_factor(topology) of a fast backend equal the dense reference."""
+    topo, _ = make(protocol, 13)
+    torch.manual_seed(1)
+    conv = SparseFactorConv(4, topo.num_slots, hidden_channels=6, backend=backend).double()
+    assert conv.active_backend == backend
+    m = topo.num_factors - 1
+    v = torch.randn(2, 13, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 13, topo.num_slots, dtype=torch.float64, requires_grad=True)
+    want = R.factor(topo, m, w, v)
+    got = conv.apply_factor(v, w, topo, m)
+    g = torch.randn_like(want)
+    for a, b in zip([got, *torch.autograd.grad(got, (v, w), g)], [want, *torch.autograd.grad(want, (v, w), g)]):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    out = conv(v, topo.edge_index(m), topo.slot(m))
+    assert torch.allclose(out, R.factor(topo, m, conv.mlp(v), v), rtol=1e-10, atol=1e-12)
+
+
+def test_fast_backend_rejects_edges_outside_the_slot_layout():
+    topo, _ = make("chord", 8)
+    conv = SparseFactorConv(4, topo.num_slots, backend="fused").double()
+    perm = torch.randperm(topo.edge_index(0).size(1), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="slot layout"):
+        conv(torch.randn(8, 4, dtype=torch.float64), topo.edge_index(0)[:, perm], topo.slot(0)[perm])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, None])
+def test_bad_channels_are_rejected(bad):
+    with pytest.raises(ValueError, match="in_channels must be an integer >= 1"):
+        SparseFactorConv(bad, 3)
+    if bad is not None:
+        with pytest.raises(ValueError, match="hidden_channels must be an integer >= 1"):
+            SparseFactorConv(4, 3, hidden_channels=bad)
+
+
+def test_numpy_input_is_rejected():
+    np = pytest.importorskip("numpy")
+    topo, conv = make("chord", 8)
+    with pytest.raises(TypeError, match="v: expected a torch.Tensor, got numpy.ndarray"):
+        conv(np.zeros((8, 4)), topo.edge_index(0), topo.slot(0))
+
+
+def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
+    """Without the built op, a stand-in checks what the layer hands to native_slot_mix: v [B, N, C],
+    w [B | 1, N, K], src and inv [N, K], one dtype; the result keeps v's leading dims."""
+    import types
+
+    from sparsemix.nn import backends
+
+    seen = []
+
+    def fake_native_slot_mix(v, w, src, inv):
+        assert v.dim() == 3 and w.dim() == 3 and w.size(0) in (1, v.size(0)) and v.dtype == w.dtype
+        assert src.shape == inv.shape == (v.size(1), w.size(2))
+        seen.append((tuple(v.shape), tuple(w.shape)))
+        return kernels.fused_slot_mix(v, w, src, inv)
+
+    monkeypatch.setattr(kernels, "HAS_NATIVE", True)
+    monkeypatch.setattr(kernels, "native", types.SimpleNamespace(native_slot_mix=fake_native_slot_mix))
+    monkeypatch.setattr(backends, "_logged_auto", True)
+    topo = topologies.cdil(13)
+    conv = SparseFactorConv(4, topo.num_slots, backend="auto").double()
+    assert conv.active_backend == "native"
+    v = torch.randn(2, 3, 13, 4, dtype=torch.float64)
+    w = torch.randn(2, 3, 13, topo.num_slots).float()  # mixed dtypes are promoted before the op
+    out = conv.apply_factor(v, w, topo, 2)
+    assert out.shape == v.shape and seen == [((6, 13, 4), (6, 13, topo.num_slots))]
+    assert torch.allclose(out, R.factor(topo, 2, w.double(), v), rtol=1e-10, atol=1e-12)
+    conv.apply_factor(v[0, 0], w[0, 0], topo, 2)  # unbatched: w [N, K] is shared, [1, N, K] for the op
+    assert seen[-1] == ((1, 13, 4), (1, 13, topo.num_slots))

@@ -1,0 +1,120 @@
+"""The weight MLPs of several factors evaluated together: one GEMM for all first layers, one batched
+GEMM for all second layers (instead of 2M small GEMMs, each re-reading x)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from .sparse_factor_conv import SparseFactorConv
+
+# Rows per chunk: one chunk of the [rows, M*h] hidden activations holds about this many elements, so it
+# stays in cache between the first GEMM, the GELU and the second GEMM (allocating and faulting in the
+# full [R, M*h] hidden costs more than the GEMMs themselves; benchmarks/mlp_gemm.py).
+CHUNK_ELEMENTS = 1 << 21
+
+
+def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tensor]:
+    r"""The weights :math:`f_m(\mathbf{x})` of every factor, equal to
+    ``[f.compute_weights(x) for f in factors]``.
+
+    .. math::
+        \mathbf{H} = \mathrm{GELU}(\mathbf{x} [\mathbf{A}_1; \dots; \mathbf{A}_M]^\top + \mathbf{a}),
+        \qquad \mathbf{w}_m = \mathbf{H}_m \mathbf{B}_m^\top + \mathbf{b}_m,
+
+    the first layers as one GEMM over the concatenated weights :math:`[M h, F]`, the second layers as
+    one ``torch.baddbmm`` over :math:`[M, R, h] \times [M, h, K]` (:math:`R` rows of ``x``), chunked
+    over rows so the hidden activations never exist in full: backward recomputes them per chunk
+    (the saved state is ``x`` and the parameters). Under autocast, or with parameters and ``x`` of
+    different dtypes, or under ``torch.compile``, the same two GEMMs run unchunked through ordinary
+    autograd.
+
+    Args:
+        factors: :class:`SparseFactorConv` layers with equal ``in_channels``, ``hidden_channels`` and
+            ``num_slots``.
+        x: features [*, N, F].
+
+    Shapes:
+        - **input:** ``x`` :math:`(*, N, F)`.
+        - **output:** a list of :math:`M` tensors :math:`(*, N, K)`, one per factor, in order.
+    """
+    if not factors:
+        raise ValueError("factors must hold at least one SparseFactorConv")
+    sizes = {(f.in_channels, f.hidden_channels, f.num_slots) for f in factors}
+    if len(sizes) != 1:
+        raise ValueError(f"factors must share (in_channels, hidden_channels, num_slots), got {sorted(sizes)}")
+    layers = [f.weight_layers for f in factors]
+    num, hidden_dim, slots = len(factors), factors[0].hidden_channels, factors[0].num_slots
+    w1 = torch.cat([first.weight for first, _ in layers])  # M x [h, F] -> [M*h, F]
+    b1 = torch.cat([first.bias for first, _ in layers])  # [M*h]
+    w2 = torch.stack([last.weight for _, last in layers]).transpose(1, 2)  # [M, K, h] -> [M, h, K]
+    b2 = torch.stack([last.bias for _, last in layers]).unsqueeze(1)  # [M, 1, K]
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.size(-1))  # [*, N, F] -> [R, F]
+    # Autocast and mixed dtypes need autocast's casts; under torch.compile the compiler fuses the plain
+    # form itself (and its tracer rejects the out= writes into chunk views).
+    if (torch.is_autocast_enabled(x.device.type) or len({x.dtype, w1.dtype}) != 1
+            or torch.compiler.is_compiling()):
+        out = _unchunked(x2, w1, b1, w2, b2, num, hidden_dim)
+    else:
+        out = _StackedMLP.apply(x2, w1, b1, w2, b2)  # [M, R, K]
+    return [o.reshape(*lead, slots) for o in out.unbind(0)]  # M x [R, K] -> M x [*, N, K]
+
+
+def _unchunked(x2: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, num: int, hidden_dim: int
+               ) -> Tensor:
+    hidden = F.gelu(F.linear(x2, w1, b1))  # [R, M*h], one GEMM
+    hidden = hidden.reshape(-1, num, hidden_dim).transpose(0, 1)  # [R, M*h] -> [M, R, h]
+    # Under autocast hidden may be bf16 while the parameters are fp32: multiply in hidden's dtype.
+    return torch.baddbmm(b2.to(hidden.dtype), hidden, w2.to(hidden.dtype))  # [M, R, K], one batched GEMM
+
+
+def _chunks(rows: int, hidden_width: int):
+    step = max(1, CHUNK_ELEMENTS // hidden_width)
+    return ((s, min(rows, s + step)) for s in range(0, rows, step))
+
+
+class _StackedMLP(torch.autograd.Function):
+    """out[m] = GELU(x W1^T + b1)[:, m*h:(m+1)*h] W2[m] + b2[m], row chunk by row chunk; saves only inputs."""
+
+    @staticmethod
+    def forward(ctx, x2: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
+        num, hidden_dim, slots = w2.shape
+        rows = x2.size(0)
+        out = x2.new_empty(num, rows, slots)
+        buf = x2.new_empty(min(rows, max(1, CHUNK_ELEMENTS // w1.size(0))), w1.size(0))  # reused
+        w1t = w1.t()
+        for s, e in _chunks(rows, w1.size(0)):
+            h = buf[:e - s]
+            torch.addmm(b1, x2[s:e], w1t, out=h)  # [r, M*h]
+            torch.ops.aten.gelu_(h)
+            torch.baddbmm(b2, h.view(e - s, num, hidden_dim).transpose(0, 1), w2, out=out[:, s:e])
+        ctx.save_for_backward(x2, w1, b1, w2)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        x2, w1, b1, w2 = ctx.saved_tensors
+        num, hidden_dim, slots = w2.shape
+        g = grad_out.contiguous()  # [M, R, K]
+        gx = torch.empty_like(x2)
+        gw1, gb1 = torch.zeros_like(w1), torch.zeros_like(b1)
+        gw2 = torch.zeros_like(w2)
+        w2t = w2.transpose(1, 2)  # [M, K, h]
+        for s, e in _chunks(x2.size(0), w1.size(0)):
+            r = e - s
+            pre = torch.addmm(b1, x2[s:e], w1.t())  # [r, M*h], recomputed
+            h = F.gelu(pre).view(r, num, hidden_dim).transpose(0, 1)  # [M, r, h]
+            gc = g[:, s:e]  # [M, r, K]
+            gw2.baddbmm_(h.transpose(1, 2), gc)  # [M, h, r] x [M, r, K]
+            gh = torch.bmm(gc, w2t).transpose(0, 1).reshape(r, num * hidden_dim)  # [M, r, h] -> [r, M*h]
+            gpre = torch.ops.aten.gelu_backward(gh, pre)
+            gw1.addmm_(gpre.t(), x2[s:e])
+            gb1.add_(gpre.sum(0))
+            torch.mm(gpre, w1, out=gx[s:e])
+        gb2 = g.sum(1, keepdim=True)  # [M, 1, K]
+        return gx, gw1, gb1, gw2, gb2
