@@ -10,12 +10,16 @@ STAMP  := $(VENV)/.sparsemix-setup
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile setup.py sparsemix/csrc/slot_mix.cpp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned exactly: a bare `torch` would pull a multi-GB CUDA build.
 	$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null \
 	    || $(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -e ".[viz,test]"
+	# The package compiles its native kernel (sparsemix._C) against THIS torch, as torch-scatter does:
+	# --no-build-isolation, so setup.py sees the pinned torch. A compile error fails `make` here.
+	$(PIP) install --quiet "setuptools>=68" wheel
+	$(PIP) install --quiet --no-build-isolation -e ".[viz,test]"
+	$(PY) -c "from sparsemix.kernels.native import HAS_NATIVE, NATIVE_ERROR; assert HAS_NATIVE, NATIVE_ERROR; print('native kernel: built')"
 	# torch-scatter / torch-sparse are source-only on PyPI and compile against the installed torch.
 	$(PY) -c "import torch_scatter" 2>/dev/null \
 	    || $(PIP) install --quiet --no-build-isolation torch-scatter==2.1.2
