@@ -8,9 +8,8 @@ STAMP  := $(VENV)/.sparsemix-setup
 
 .PHONY: setup test test-fast demo bench bench-quick clean
 
-# The runs behind docs/speed.md: one block, then one factor (appended), B=4, C=64, N up to 2^14
-# (about 15 + 6 minutes on the 2-core machine).
-BENCH_ARGS ?= --max-log2 14 --steps 3 --step-limit-s 20
+# The run behind docs/speed.md: one block and one factor, B=4, C=64, N = 2^8 .. 2^14 (~15 min).
+BENCH_ARGS ?= --only factor-B4 block-B4 --max-log2 14 --steps 3 --step-limit-s 20 --budget-min 15
 
 setup: $(STAMP)
 
@@ -42,8 +41,7 @@ demo: setup
 	$(PY) demos/dna_species.py --out runs/demo-dna-species
 
 bench: setup
-	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS) --only block-B4 --budget-min 15
-	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS) --only factor-B4 --budget-min 6 --append
+	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS)
 
 bench-quick: setup
 	$(PY) benchmarks/speed.py --out /tmp/sparsemix-speed-quick --quick --budget-min 3
