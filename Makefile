@@ -6,16 +6,23 @@ PIP    := $(PY) -m pip
 TORCH_VERSION := 2.13.0
 STAMP  := $(VENV)/.sparsemix-setup
 
-.PHONY: setup test test-fast demo bench clean
+.PHONY: setup test test-fast demo bench bench-quick clean
+
+# The run behind docs/speed.md: one block and one factor, B=4, C=64, N = 2^8 .. 2^14 (~15 min).
+BENCH_ARGS ?= --only factor-B4 block-B4 --max-log2 14 --steps 3 --step-limit-s 20 --budget-min 15
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile setup.py sparsemix/csrc/slot_mix.cpp
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first and pinned exactly: a bare `torch` would pull a multi-GB CUDA build.
 	$(PY) -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$(TORCH_VERSION)')" 2>/dev/null \
 	    || $(PIP) install --quiet torch==$(TORCH_VERSION)
-	$(PIP) install --quiet -e ".[viz,test]"
+	# The package compiles its native kernel (sparsemix._C) against THIS torch, as torch-scatter does:
+	# --no-build-isolation, so setup.py sees the pinned torch. A compile error fails `make` here.
+	$(PIP) install --quiet "setuptools>=68" wheel
+	$(PIP) install --quiet --no-build-isolation -e ".[viz,test]"
+	$(PY) -c "from sparsemix.kernels.native import HAS_NATIVE, NATIVE_ERROR; assert HAS_NATIVE, NATIVE_ERROR; print('native kernel: built')"
 	# torch-scatter / torch-sparse are source-only on PyPI and compile against the installed torch.
 	$(PY) -c "import torch_scatter" 2>/dev/null \
 	    || $(PIP) install --quiet --no-build-isolation torch-scatter==2.1.2
@@ -34,7 +41,10 @@ demo: setup
 	$(PY) demos/dna_species.py --out runs/demo-dna-species
 
 bench: setup
-	$(PY) benchmarks/speed.py --out benchmarks/results
+	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS)
+
+bench-quick: setup
+	$(PY) benchmarks/speed.py --out /tmp/sparsemix-speed-quick --quick --budget-min 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache

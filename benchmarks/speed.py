@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -47,7 +48,8 @@ def pow2(lo: int, hi: int) -> list[int]:
     return [1 << e for e in range(lo, hi + 1)]
 
 
-def scenarios(args, has_sparse: bool) -> list[Scenario]:
+def scenarios(args, has_sparse: bool, native_block: bool = False,
+              has_native: bool = False) -> list[Scenario]:
     b, c, cap = args.batch, args.channels, args.max_log2
     q = args.quick
     lo = 8
@@ -64,6 +66,10 @@ def scenarios(args, has_sparse: bool) -> list[Scenario]:
         "fused-compiled": pow2(10, min(cap, 12 if q else 18))[::4],
         "message": pow2(10, min(cap, 11 if q else 16)),
     }
+    if native_block:  # the Paramixer block on the native backend (once nn accepts backend="native")
+        block["native"] = pow2(lo, min(cap, 12 if q else 17))
+    if has_native:
+        factor["native"] = pow2(10, min(cap, 12 if q else 18))
     if has_sparse:
         block["sparse"] = pow2(lo, min(cap, 10 if q else 15))
         factor["sparse"] = pow2(10, min(cap, 11 if q else 17))
@@ -95,7 +101,22 @@ def mem_available() -> float:
     return float("inf")
 
 
+def read_load() -> float:
+    """1-minute load average from /proc/loadavg (os.getloadavg elsewhere)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return os.getloadavg()[0]
+
+
+def child_cpu_s() -> float:
+    """User + system CPU seconds of all finished child processes so far."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def run_cell(cell: dict, timeout: float) -> dict:
+    cpu0 = child_cpu_s()
     env = dict(os.environ, OMP_NUM_THREADS=str(cell["threads"]), MKL_NUM_THREADS=str(cell["threads"]),
                OMP_WAIT_POLICY=cell["omp_wait_policy"],
                PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
@@ -106,12 +127,13 @@ def run_cell(cell: dict, timeout: float) -> dict:
     except subprocess.TimeoutExpired:
         return {**cell, "ok": False, "error": f"cell timed out after {timeout:.0f} s"}
     wall = time.perf_counter() - t0
+    cell = {**cell, "cell_cpu_s": child_cpu_s() - cpu0}  # the whole child: imports, warm-up, steps
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         why = "killed (out of memory?)" if proc.returncode in (-9, 137) else " | ".join(tail)
         return {**cell, "ok": False, "error": f"exit {proc.returncode}: {why}"[:500], "cell_wall_s": wall}
-    return {**json.loads(lines[-1]), "cell_wall_s": wall}
+    return {**json.loads(lines[-1]), "cell_wall_s": wall, "cell_cpu_s": cell["cell_cpu_s"]}
 
 
 def predicted(prev: list[dict], key: str) -> float | None:
@@ -136,7 +158,7 @@ def sweep(args, todo: list[Scenario]) -> list[dict]:
                     continue
                 cell = {"scenario": sc.name, "level": sc.level, "method": method, "batch": sc.batch,
                         "length": n, "channels": sc.channels, "protocol": args.protocol,
-                        "threads": args.threads, "omp_wait_policy": args.omp_wait_policy,
+                        "threads": args.threads, "heads": args.heads, "omp_wait_policy": args.omp_wait_policy,
                         "steps": sc.steps or args.steps,
                         "step_limit_s": sc.step_limit_s or args.step_limit_s,
                         "slow_step_s": args.slow_step_s, "first_step_only": sc.first_step_only}
@@ -154,6 +176,12 @@ def sweep(args, todo: list[Scenario]) -> list[dict]:
                                   f"(min of --mem-limit-gb and free memory on the shared machine)")
                 if reason is not None:
                     results.append({**cell, "ok": False, "skipped": reason})
+                    continue
+                load = read_load()  # other processes on the machine distort every figure: say so
+                cell["load_before"], cell["loaded"] = load, load > args.max_load
+                if cell["loaded"] and args.strict_load:
+                    results.append({**cell, "ok": False,
+                                    "skipped": f"1-min load {load:.2f} > {args.max_load} (--strict-load)"})
                     continue
                 timeout = max(300.0, 6 * cell["step_limit_s"])
                 res = run_cell(cell, timeout)
@@ -181,6 +209,12 @@ def main(argv=None) -> None:
     p.add_argument("--protocol", choices=["chord", "cdil"], default="chord")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--heads", type=int, default=1,
+                   help="attention heads: SDPA runs on [B, heads, N, C / heads]")
+    p.add_argument("--max-load", type=float, default=0.5,
+                   help="a cell starting above this 1-min load average is flagged \"loaded\"")
+    p.add_argument("--strict-load", action="store_true",
+                   help="refuse (skip) cells that would start above --max-load instead of flagging them")
     p.add_argument("--omp-wait-policy", choices=["passive", "active"], default="passive",
                    help="OpenMP threads sleep (passive) or spin (active) between ops; on a shared "
                         "machine spinning threads steal the cores their peers need (10x slowdowns)")
@@ -202,7 +236,10 @@ def main(argv=None) -> None:
     from sparsemix.kernels import HAS_TORCH_SPARSE
     import torch
 
-    todo = scenarios(args, HAS_TORCH_SPARSE)
+    from sparsemix.kernels.native import HAS_NATIVE, NATIVE_ERROR
+
+    todo = scenarios(args, HAS_TORCH_SPARSE, native_block=HAS_NATIVE and _block_accepts_native(),
+                     has_native=HAS_NATIVE)
     if args.only:
         todo = [s for s in todo if any(s.name.startswith(o) for o in args.only)]
     started = time.time()
@@ -211,7 +248,8 @@ def main(argv=None) -> None:
     meta = {"date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
             "duration_min": (time.time() - started) / 60, "command": " ".join(["python"] + sys.argv),
             "args": {k: str(v) for k, v in vars(args).items()}, "torch": torch.__version__,
-            "torch_sparse": HAS_TORCH_SPARSE, "python": platform.python_version(),
+            "torch_sparse": HAS_TORCH_SPARSE, "native": HAS_NATIVE, "native_error": NATIVE_ERROR,
+            "python": platform.python_version(),
             "cpu": _cpu_name(), "cpus": os.cpu_count(), "load_avg_before": load_before,
             "load_avg_after": os.getloadavg(), "note": args.note,
             "scenarios": [{"name": s.name, "level": s.level, "batch": s.batch, "channels": s.channels,
@@ -233,6 +271,17 @@ def main(argv=None) -> None:
         meta = {**old["meta"], "runs": old_runs + [run], "scenarios": list(scen.values())}
     write_report(meta, results, args.out)
     print(f"wrote {args.out}/speed.json, speed.md, speed.png")
+
+
+def _block_accepts_native() -> bool:
+    """Whether this checkout's Paramixer has the "native" backend (wired by the nn package)."""
+    import sparsemix
+
+    try:
+        sparsemix.Paramixer(channels=4, protocol="chord", max_len=8, hidden_channels=4, backend="native")
+    except (ValueError, TypeError, RuntimeError):
+        return False
+    return True
 
 
 def _cpu_name() -> str:

@@ -10,7 +10,7 @@ GB = 1e9
 MB = 1e6
 STYLE = {"fused": ("tab:blue", "o-"), "fused-compiled": ("tab:cyan", "o--"), "fused-ckpt": ("tab:purple", "s-"),
          "sparse": ("tab:olive", "^-"), "message": ("tab:green", "v-"), "official": ("tab:red", "D-"),
-         "attention": ("tab:orange", "x-")}
+         "attention": ("tab:orange", "x-"), "native": ("black", "*-")}
 
 
 def _cells(results: list[dict], scenario: str, method: str) -> dict[int, dict]:
@@ -103,7 +103,7 @@ def targets(meta: dict, results: list[dict]) -> list[dict]:
         add("long-B1-C32: longest N trained fwd+bwd within 20 GB", ">= 2^20", "not measured", None)
     # bandwidth
     if factor:
-        for fused in ("fused", "fused-compiled"):
+        for fused in ("fused", "fused-compiled", "native"):
             f = _cells(results, factor, fused)
             if f:
                 n = max(f)
@@ -139,8 +139,10 @@ def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
            "temporaries. `fused` is the eager chunked kernel (the default), `fused-compiled` the "
            "`torch.compile` kernels (compile time excluded: it is in the warm-up step). `official` "
            "re-implements the official formulation (per-factor MLP values and spmm = gather, multiply, "
-           "scatter-add). `attention` is single-head `scaled_dot_product_attention` with its q/k/v "
-           "projection at the same C.", "", "## Targets", "",
+           "scatter-add). `native` is the C++/OpenMP op `torch.ops.sparsemix.slot_mix`. `attention` is "
+           "`scaled_dot_product_attention` on [B, heads, N, C/heads] forced to the flash kernel "
+           "(`sdpa_kernel([FLASH_ATTENTION])`, checked on its backward node; a cell fails rather "
+           "than fall back to math), with its q/k/v projection at the same C.", "", "## Targets", "",
            "| target | goal | measured | met |", "|---|---|---|---|"]
     for r in rows:
         met = {True: "yes", False: "**no**", None: "n/a"}[r["met"]]
@@ -151,7 +153,8 @@ def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
         lengths = sorted({r["length"] for r in cells})
         out += ["", f"## {sc['name']} ({sc['level']}, B={sc['batch']}, C={sc['channels']})", "",
                 sc["note"] + ". Each entry: wall seconds per fwd+bwd step (median process CPU seconds of "
-                "the same steps, both threads) / peak extra memory.", "",
+                "the same steps, both threads) / peak extra memory / wall time of the first step in the fresh "
+                "process; † = the 1-min load average was above the limit when the cell started.", "",
                 "| N | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for n in lengths:
             row = []
@@ -162,7 +165,9 @@ def markdown(meta: dict, results: list[dict], rows: list[dict]) -> str:
                 elif r.get("ok"):
                     cpu = [c for c in r.get("cpu_times_s", []) if c is not None]
                     cpu_txt = f" (cpu {statistics.median(cpu):.3g})" if cpu else ""
-                    row.append(f"{r['time_s']:.3g} s{cpu_txt} / {r['peak_extra_bytes'] / MB:,.0f} MB")
+                    loaded = "†" if r.get("loaded") else ""  # started above --max-load
+                    row.append(f"{r['time_s']:.3g} s{cpu_txt} / {r['peak_extra_bytes'] / MB:,.0f} MB"
+                               f" / first {r['warmup_s']:.3g} s{loaded}")
                 elif "skipped" in r:
                     row.append("skip")
                 else:
