@@ -7,6 +7,7 @@ checkpoint, log line); :func:`_test_best` evaluates ``best.pt`` on the test spli
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -87,14 +88,24 @@ def train(cfg: TrainConfig) -> dict:
         _lock(folder, info)
         ckpt = folder.prepare(cfg)
         barrier(info)  # every rank checked the folder before rank 0 writes into it
-        run = _setup(cfg, info, folder, ckpt)
-        with StopFlag() as stop:
-            _run_epochs(run, stop)
-        return _test_best(run)
+        return _train_and_test(cfg, info, folder, ckpt)
     finally:
         if info.is_main:
             folder.release()
+        # The DDP model (and its reducer, which holds the process group) is gone by now: had it
+        # outlived destroy_process_group, the group's destructor would join gloo's worker threads
+        # while holding the GIL that a worker may need, and hang the rank at exit.
+        gc.collect()
         cleanup(info)
+
+
+def _train_and_test(cfg: TrainConfig, info: DistInfo, folder: RunFolder,
+                    ckpt: Optional[dict]) -> dict:
+    """Everything that holds the (DDP) model, in a frame of its own that ends before cleanup."""
+    run = _setup(cfg, info, folder, ckpt)
+    with StopFlag() as stop:
+        _run_epochs(run, stop)
+    return _test_best(run)
 
 
 def _check_task_options(cfg: TrainConfig) -> None:

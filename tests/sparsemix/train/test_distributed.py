@@ -6,6 +6,7 @@ The workers are spawned processes (``torch.multiprocessing``) that join a gloo g
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -213,10 +214,19 @@ def _sparsemix_train(out: Path, epochs: int, procs: int, resume: bool = False) -
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={procs}", "-m", "sparsemix", *args]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    printed = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(printed) == 1, done.stdout  # only rank 0 prints the final JSON
+    # A session of its own, killed whole on timeout: torchrun's workers inherit the output pipes, so
+    # killing torchrun alone would leave communicate() waiting on a hung worker for ever.
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"{' '.join(cmd)} did not finish in 300 s:\n{stdout[-3000:]}\n{stderr[-3000:]}")
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    printed = [line for line in stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1, stdout  # only rank 0 prints the final JSON
 
 
 def _epoch_lines(out: Path) -> list[dict]:
