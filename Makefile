@@ -38,7 +38,7 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
 
 demo: setup
-	$(PY) demos/dna_species.py --out runs/demo-dna-species
+	$(PY) -m demos.dna_species --out runs/demo-dna-species
 
 bench: setup
 	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS)

@@ -47,6 +47,7 @@ def worker(args: argparse.Namespace) -> None:
     from sparsemix.models import SequenceClassifier
     from sparsemix.tasks import build_task
     from sparsemix.train import distributed as D
+    from sparsemix.train import throughput
     from sparsemix.train.samplers import BucketSampler
 
     info = D.init_distributed("cpu", timeout_s=300.0)
@@ -99,8 +100,7 @@ def worker(args: argparse.Namespace) -> None:
     if info.is_main:
         Path(args.result).write_text(json.dumps({
             "processes": info.world_size, "threads": args.threads, "seconds": elapsed,
-            "samples": totals["samples"], "tokens": totals["tokens"], "cpu_s": totals["cpu_s"],
-            "samples_per_s": totals["samples"] / elapsed, "tokens_per_s": totals["tokens"] / elapsed,
+            **throughput(totals["samples"], totals["tokens"], elapsed), "cpu_s": totals["cpu_s"],
             "samples_per_cpu_s": totals["samples"] / totals["cpu_s"],
             "backend": getattr(model.blocks[0], "active_backend", args.backend),
         }))

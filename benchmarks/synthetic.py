@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sparsemix.train import TrainConfig, train  # noqa: E402
+from topologies.drawing import pyplot  # noqa: E402
 
 MODELS = {  # name -> TrainConfig overrides
     "paramixer-chord": {"model": "paramixer", "protocol": "chord"},
@@ -150,11 +151,7 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
 
 
 def plot(rows: list[dict], args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(args.tasks), figsize=(5.5 * len(args.tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], args.tasks):
         for model in args.models:

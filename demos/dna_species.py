@@ -11,28 +11,26 @@ Steps: fetch the pinned packages into the cache (``apt-get download``; ~30 MB, o
 strains and sample fragments (manifests) -> baselines -> train under a time budget -> test ->
 tables, figures, JSON and Markdown in ``--out``.
 
-    python demos/dna_species.py --out runs/demo-dna-species            # <= 10 min on 2 CPU cores
-    python demos/dna_species.py --out runs/dna-species-full --full      # longer, up to 16 kb
+    python -m demos.dna_species --out runs/demo-dna-species            # <= 10 min on 2 CPU cores
+    python -m demos.dna_species --out runs/dna-species-full --full      # longer, up to 16 kb
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import torch
 
-import torch  # noqa: E402
+from sparsemix.data.fetch import FetchError, cache_dir
+from sparsemix.tasks import build_task
+from sparsemix.tools import fragment_weights, plot_fragment_weights
+from sparsemix.train import TrainConfig, load_model, predict, train
 
-from sparsemix.data import report  # noqa: E402
-from sparsemix.data.fetch import FetchError, cache_dir  # noqa: E402
-from sparsemix.tasks import build_task  # noqa: E402
-from sparsemix.train import TrainConfig, load_model, predict, train  # noqa: E402
+from . import _report as report
 
 # Default run: sized to finish within 10 minutes on 2 CPU cores, fetching included.
 QUICK = dict(length=4096, min_length=256, train_size=2000, val_size=500, test_size=1000,
@@ -79,16 +77,6 @@ def _settings(args: argparse.Namespace) -> dict:
     return s
 
 
-def _clear_previous_run(run: Path) -> None:
-    """The trainer refuses a folder holding a run; replace only an earlier run of this demo."""
-    config = run / "config.json"
-    if not config.exists():
-        return
-    if json.loads(config.read_text()).get("task") != "dna-species":
-        sys.exit(f"{run} holds a run of another task; choose another --out")
-    shutil.rmtree(run)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -98,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out = Path(args.out)
     run = out / "train"
     out.mkdir(parents=True, exist_ok=True)
-    _clear_previous_run(run)
+    report.clear_previous_run(run, "dna-species")
 
     cfg = TrainConfig(
         task="dna-species", out=str(run), length=s["length"], epochs=s["epochs"], seed=args.seed,
@@ -168,15 +156,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     model, _, mtask = load_model(str(run))
     shortest = min(range(len(mtask.test)), key=lambda i: mtask.test.fragments[i].length)
     frag = mtask.test.fragments[shortest]
-    weights, matrix, _ = report.fragment_weights(model, mtask.test.tokens(shortest))
+    weights, matrix, _ = fragment_weights(model, mtask.test.tokens(shortest))
     strain = task.meta["sources"][frag.file]["strain"]
-    figs["weights"] = report.plot_fragment_weights(
+    figs["weights"] = plot_fragment_weights(
         weights, matrix, out / "fragment_weights.png",
         f"block 1 on a test fragment: {frag.label} {strain}, {frag.record}:{frag.start}+{frag.length} "
         f"({frag.strand}), N={frag.length}, M={len(weights)} factors")
 
     # 5. throughput, results
-    thr = report.training_throughput(mtask, cfg, results["steps"], results["train_time_s"])
+    thr = report.training_throughput(results)
     total = time.perf_counter() - t_start
     summary = {
         "task": "dna-species", "classes": names, "settings": s, "seed": args.seed,
@@ -192,7 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                                        "total": total},
         "sources": task.meta["sources"], "manifests": task.meta["manifests"],
         "figures": {k: str(v) for k, v in figs.items()},
-        "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m demos.dna_species", *(argv if argv is not None else sys.argv[1:])]),
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     md = [f"# dna-species: species of origin, held-out strains\n",

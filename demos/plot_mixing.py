@@ -7,24 +7,21 @@ The toy task isolates the mixing: the value MLP g is frozen and the target is
 is exactly ``I + P^s`` (P the cyclic shift) and the learned one can be compared with it entry by entry.
 Only the M factor MLPs learn. Writes PNGs and prints their paths.
 
-    python demos/plot_mixing.py --out outputs/mixing --sizes 16 64 --steps 100
+    python -m demos.plot_mixing --out outputs/mixing --sizes 16 64 --steps 100
 """
 from __future__ import annotations
 
 import argparse
 import math
-import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+import torch
+from torch import Tensor
 
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-import sparsemix  # noqa: E402
-from sparsemix.reference import mixing_matrix  # noqa: E402
-from topologies.drawing import draw_factor, draw_matrix, draw_network, pyplot, signed_norm  # noqa: E402
+import sparsemix
+from sparsemix.reference import mixing_matrix
+from topologies.drawing import draw_factor, draw_matrix, draw_network, pyplot, signed_norm
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -1,20 +1,17 @@
 """Draw the CHORD and CDIL factor graphs: one factor on a circle, the unrolled log N-depth network and
 how reachability fills up factor by factor. Writes PNGs and prints their paths.
 
-    python demos/plot_topologies.py --out outputs/topologies --n 16 --large-n 256
+    python -m demos.plot_topologies --out outputs/topologies --n 16 --large-n 256
 """
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-import topologies  # noqa: E402
-from topologies.drawing import pyplot, draw_factor, draw_network, draw_reachability  # noqa: E402
+import topologies
+from topologies.drawing import pyplot, draw_factor, draw_network, draw_reachability
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -46,9 +43,9 @@ def reach_curves(n: int, radius: int, path: Path, dpi: int, written: list[Path])
     """Fraction of the N x N support reached after m factors, CHORD vs CDIL, with ceil vs floor depth."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0), layout="constrained")
-    depth = max(1, (n - 1).bit_length())  # ceil(log2 N)
+    depth = topologies.default_num_factors(n)  # ceil(log2 N)
     for name, style in (("chord", "-o"), ("cdil", "-s")):
-        topo = topologies.get(name, n, **({"radius": radius} if name == "cdil" else {}))
+        topo = topologies.get(name, n, radius=radius)
         steps = list(range(0, depth + 1))
         frac = [1 / n] + [float(topo.reachable_offsets(m).float().mean()) for m in steps[1:]]
         ax.plot(steps, [100 * f for f in frac], style, label=f"{name.upper()} (K={topo.num_slots})")
@@ -74,7 +71,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[Path]:
     written: list[Path] = []
     for n in dict.fromkeys((args.n, args.large_n)):  # unique, in order
         for name in args.protocols:
-            topo = topologies.get(name, n, **({"radius": args.radius} if name == "cdil" else {}))
+            topo = topologies.get(name, n, radius=args.radius)
             # CHORD: every factor has the same pattern; CDIL: the first and the last (most duplicates).
             factors = [0] if name == "chord" else sorted({0, topo.num_factors - 1})
             for m in factors:

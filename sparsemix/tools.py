@@ -1,4 +1,5 @@
-"""``sparsemix bench`` and ``sparsemix plot``: quick looks from the command line.
+"""``sparsemix bench`` and ``sparsemix plot``: quick looks from the command line, and the drawing of a
+trained model's factor weights on one sequence (``fragment_weights``, also used by the DNA demo).
 
 The full, subprocess-isolated speed and memory benchmark is ``benchmarks/speed.py`` (``make bench``);
 ``bench`` here is the in-process version for a first impression on your own machine.
@@ -10,16 +11,17 @@ import json
 import statistics
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
+from torch import Tensor
 
 import topologies
 from topologies.drawing import draw_factor, draw_network, draw_reachability, pyplot
 
-from .data.report import fragment_weights, plot_fragment_weights
 from .nn import Paramixer
 from .nn.paramixer import BACKENDS
+from .reference import mixing_matrix
 from .train import load_model
 
 
@@ -132,6 +134,56 @@ def plot_main(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     return 0
+
+
+@torch.no_grad()
+def fragment_weights(model: torch.nn.Module, tokens: Tensor) -> tuple[list[Tensor], Tensor, Any]:
+    """The first Paramixer block's M factor weights [N, K] and its effective mixing matrix [N, N]
+    on one fragment (eval mode; the block's weight MLPs read the embedding, as in training)."""
+    model.eval()
+    h = model.embed(tokens[None])[0]  # [N, C]
+    block = model.blocks[0]
+    # the first block's input and its weight-MLP input are both the embedding (eval: no dropout)
+    _, weights = block(h, x=h, return_weights=True)
+    return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
+
+
+def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,
+                          title: str) -> Path:
+    """Left: each factor's learned weights [K slots x N positions] (signed colours, one scale);
+    right: the block's effective mixing matrix on the same fragment."""
+    plt = pyplot()
+    from matplotlib.colors import TwoSlopeNorm  # optional dependency (the viz extra)
+
+    m = len(weights)
+    wmax = max(float(w.abs().max()) for w in weights) or 1.0
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-wmax, vmax=wmax)
+    fig = plt.figure(figsize=(12, 0.45 * m * 1.3 + 2))
+    grid = fig.add_gridspec(m, 2, width_ratios=[1.6, 1], wspace=0.25, hspace=0.15)
+    for i, w in enumerate(weights):
+        ax = fig.add_subplot(grid[i, 0])
+        im = ax.imshow(w.T.numpy(), aspect="auto", cmap="RdBu_r", norm=norm,
+                       interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_ylabel(f"W{i + 1}", rotation=0, labelpad=14, fontsize=7, va="center")
+        if i < m - 1:
+            ax.set_xticks([])
+        else:
+            ax.set_xlabel("position i (rows: slots k)")
+    fig.colorbar(im, ax=fig.axes, location="bottom", fraction=0.03, pad=0.07, aspect=50,
+                 label="factor weight")
+    ax = fig.add_subplot(grid[:, 1])
+    mmax = float(matrix.abs().max()) or 1.0
+    im2 = ax.imshow(matrix.numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -mmax, mmax),
+                    interpolation="nearest")
+    ax.set_title("effective mixing matrix (I+W_M)...(I+W_1)", fontsize=9)
+    ax.set_xlabel("source j")
+    ax.set_ylabel("target i")
+    fig.colorbar(im2, ax=ax, fraction=0.046)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
 
 
 def _plot_run(run: str, out: Path) -> Path:

@@ -18,8 +18,6 @@ LAYERS = {"topologies": 0, "sparsemix.errors": 0, "sparsemix._io": 0, "sparsemix
           "sparsemix.kernels": 1, "sparsemix.reference": 1, "sparsemix.models": 2,
           "sparsemix.data": 3, "sparsemix.tasks": 4, "sparsemix.train": 5, "sparsemix.tools": 6,
           "sparsemix.cli": 6, "sparsemix.__main__": 7, "sparsemix": 1}
-# The DNA demo helpers are moving out of the library (issue 13); until then they import tasks.
-MOVING_OUT = {"sparsemix.data.report"}
 
 
 def _modules() -> dict[str, Path]:
@@ -111,8 +109,7 @@ def test_no_import_cycle():
 
 def test_imports_respect_the_layer_order():
     upward = [f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
-              if _layer(t) > _layer(m) and not m.startswith(t + ".") and m != "sparsemix"
-              and m not in MOVING_OUT]
+              if _layer(t) > _layer(m) and not m.startswith(t + ".") and m != "sparsemix"]
     assert not upward, upward
 
 
@@ -120,6 +117,17 @@ def test_topologies_never_imports_sparsemix():
     bad = [m for m in MODULES if m.startswith("topologies")
            if any(t.startswith("sparsemix") for t in GRAPH[m])]
     assert not bad
+
+
+def test_the_library_never_imports_demos_or_benchmarks():
+    """demos/ and benchmarks/ use the library; nothing in it (not even inside a function) uses them."""
+    bad = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            bad += [f"{module} -> {n}" for n in names if n.split(".")[0] in ("demos", "benchmarks")]
+    assert not bad, bad
 
 
 IN_ORDER = sorted(MODULES, key=lambda m: (_layer(m), m))

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from ..nn import sequence_lengths
+
 POOLINGS = ("mean", "cls", "flatten")
 
 
@@ -21,17 +23,6 @@ def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     return pooling
-
-
-def sequence_lengths(batch: Tensor, num_graphs: Optional[int] = None) -> Tensor:
-    """LongTensor [B]: the length of every sequence of a sorted ``batch`` vector."""
-    if batch.dim() != 1:
-        raise ValueError(f"batch must be a 1-d vector, got shape {list(batch.shape)}")
-    if batch.numel() and bool((batch[1:] < batch[:-1]).any()):
-        raise ValueError("batch must be sorted (sequences stored contiguously)")
-    if num_graphs is None:
-        num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-    return torch.bincount(batch, minlength=num_graphs)
 
 
 def positions_in_sequence(batch: Tensor) -> Tensor:

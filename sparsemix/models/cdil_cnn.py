@@ -1,7 +1,6 @@
 """CDIL-CNN baseline (Cheng et al., 2022): a stack of circular dilated convolutions."""
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
@@ -9,8 +8,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
 
-from ._sequence_io import InputEmbedding, check_pooling, pool, positions_in_sequence, \
-    embed_sequences, sequence_lengths
+import topologies
+
+from ..nn import sequence_lengths
+from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool, positions_in_sequence
 
 
 def circular_taps(h: Tensor, dilation: int, kernel_size: int,
@@ -72,7 +73,7 @@ class CDILClassifier(nn.Module):
         if kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
         self.pooling, self.max_len = check_pooling(pooling), max_len
-        num_layers = num_layers or max(1, math.ceil(math.log2(max(max_len, 2))))
+        num_layers = num_layers or topologies.default_num_factors(max_len)  # ceil(log2 N), >= 1
         self.embed = InputEmbedding(channels, vocab_size=vocab_size, input_dim=input_dim,
                                     max_len=max_len, positional=positional)
         self.embed_dropout = nn.Dropout(dropout)

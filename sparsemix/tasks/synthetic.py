@@ -12,7 +12,7 @@ Every generator is exact and seeded: the same ``(n_seq, N, seed)`` always gives 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -158,13 +158,19 @@ def _seed(cfg: Any) -> int:
 DEFAULT_SIZES = (10_000, 1_000, 1_000)
 
 
+def _splits(cfg: Any, draw: Callable[[int, int], tuple[Any, Tensor]]) -> dict[str, SequenceDataset]:
+    """Train, validation and test as independent draws: ``draw(size, seed)`` per split, the split's
+    seed offset added to ``--seed``."""
+    sizes = _sizes(cfg, DEFAULT_SIZES)
+    return {name: SequenceDataset(*draw(size, _seed(cfg) + _SPLIT_OFFSET[name]))
+            for name, size in zip(("train", "val", "test"), sizes)}
+
+
 @register_task("adding", extras=())
 def build_adding(cfg: Any) -> TaskData:
     """Adding problem at fixed length ``--length`` (default 128); regression with MSE."""
     n = _length(cfg, 128)
-    sizes = _sizes(cfg, DEFAULT_SIZES)
-    splits = {name: SequenceDataset(*adding(size, n, _seed(cfg) + _SPLIT_OFFSET[name]))
-              for name, size in zip(("train", "val", "test"), sizes)}
+    splits = _splits(cfg, lambda size, seed: adding(size, n, seed))
     return TaskData(**splits, kind="regression", num_classes=1, input="continuous", max_len=n,
                     input_dim=2, meta={"tolerance": ADDING_TOLERANCE, "name": "adding"})
 
@@ -173,9 +179,7 @@ def build_adding(cfg: Any) -> TaskData:
 def build_order(cfg: Any) -> TaskData:
     """Temporal Order at fixed length ``--length`` (default 128); 4-class classification."""
     n = _length(cfg, 128)
-    sizes = _sizes(cfg, DEFAULT_SIZES)
-    splits = {name: SequenceDataset(*temporal_order(size, n, _seed(cfg) + _SPLIT_OFFSET[name]))
-              for name, size in zip(("train", "val", "test"), sizes)}
+    splits = _splits(cfg, lambda size, seed: temporal_order(size, n, seed))
     return TaskData(**splits, kind="classification", num_classes=4, input="tokens", max_len=n,
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
@@ -189,10 +193,7 @@ def build_adding_varlen(cfg: Any) -> TaskData:
     min_len = min(32, max_len)
     extra = getattr(cfg, "extra", None) or {}
     base = int(extra.get("varlen_base", max(1, max_len // 8)))
-    sizes = _sizes(cfg, DEFAULT_SIZES)
-    splits = {name: SequenceDataset(*adding_varlen(size, base, min_len, max_len,
-                                                   _seed(cfg) + _SPLIT_OFFSET[name]))
-              for name, size in zip(("train", "val", "test"), sizes)}
+    splits = _splits(cfg, lambda size, seed: adding_varlen(size, base, min_len, max_len, seed))
     return TaskData(**splits, kind="regression", num_classes=1, input="continuous",
                     max_len=max_len, variable_length=True, input_dim=2,
                     meta={"tolerance": ADDING_TOLERANCE, "name": "adding-varlen", "base": base,

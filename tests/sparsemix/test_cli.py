@@ -34,6 +34,22 @@ def test_help_explains_every_option(capsys):
     assert "--split" in capsys.readouterr().out
 
 
+def _assert_bad_input(tmp_path, capsys, argv, needle):
+    """Exit status 2, one line on stderr naming the problem, nothing written. In argv, {d} is the run
+    folder, {t} the test's tmp folder and {tn} its name."""
+    out = tmp_path / "run"
+    argv = [a.replace("{d}", str(out)).replace("{t}", str(tmp_path)).replace("{tn}", tmp_path.name)
+            for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--task", "nope", "--out", "{d}"], "--task must be one of"),
     (["train", "--task", "adding", "--out", "{d}", "--length", "-3"], "--length"),
@@ -43,16 +59,7 @@ def test_help_explains_every_option(capsys):
     (["evaluate", "--out", "{d}"], "config.json does not exist"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, argv, needle):
-    out = tmp_path / "run"
-    argv = [a.replace("{d}", str(out)) for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
-    assert code == 2
-    assert needle in err and err.count("\n") == 1, err
-    assert not out.exists()
+    _assert_bad_input(tmp_path, capsys, argv, needle)
 
 
 def test_train_evaluate_and_resume_from_the_command_line(tmp_path, capsys):
@@ -113,17 +120,7 @@ def test_sigint_saves_a_resumable_checkpoint_and_exits_cleanly(tmp_path):
     (["evaluate", "--out", "{d}", "--device", "cuda:abc"], "--device must be"),
 ])
 def test_more_bad_input_is_one_line_naming_the_option(tmp_path, capsys, argv, needle):
-    out = tmp_path / "run"
-    argv = [a.replace("{d}", str(out)).replace("{t}", str(tmp_path)).replace("{tn}", tmp_path.name)
-            for a in argv]
-    try:
-        code = main(argv)
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
-    assert code == 2
-    assert needle in err and err.count("\n") == 1, err
-    assert not out.exists()
+    _assert_bad_input(tmp_path, capsys, argv, needle)
 
 
 def test_the_same_fasta_file_under_two_labels_is_refused(tmp_path, capsys, monkeypatch):

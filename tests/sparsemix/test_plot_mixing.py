@@ -1,20 +1,15 @@
 """demos/plot_mixing.py runs end to end at a tiny size and writes its pictures."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("matplotlib")
+from demos import plot_mixing  # noqa: E402  (the demos package, from the repository root)
 
 
 def test_plot_mixing_writes_pngs(tmp_path: Path, capsys) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "demos"))
-    try:
-        import plot_mixing
-    finally:
-        sys.path.pop(0)
     written = plot_mixing.main(["--out", str(tmp_path), "--sizes", "8", "--steps", "3", "--batch-size", "4",
                                 "--protocols", "cdil", "--dpi", "30"])
     expected = {f"cdil_n8_{kind}.png" for kind in ("factor_weights", "network_weights", "mixing")}

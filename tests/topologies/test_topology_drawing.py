@@ -1,7 +1,6 @@
 """Drawings: every edge is one segment, signed colours are centred at 0, no edge vanishes, files get written."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,8 @@ import topologies
 pytest.importorskip("matplotlib")
 from topologies.drawing import (MIN_ALPHA, draw_factor, draw_matrix, draw_network,  # noqa: E402
                                 draw_reachability, edge_collection, pyplot, signed_norm)
+
+from demos import plot_topologies  # noqa: E402  (the demos package, from the repository root)
 
 
 @pytest.fixture(autouse=True)
@@ -116,11 +117,6 @@ def test_reachability_panels_and_matrix(tmp_path: Path) -> None:
 
 
 def test_demo_writes_files(tmp_path: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "demos"))
-    try:
-        import plot_topologies
-    finally:
-        sys.path.pop(0)
     written = plot_topologies.main(["--out", str(tmp_path), "--n", "8", "--large-n", "8", "--curve-n", "12",
                                     "--protocols", "cdil", "--dpi", "30"])
     assert sorted(p.name for p in written) == [

@@ -74,3 +74,11 @@ def test_shapes_and_continuous_input(cls, pooling):
     kwargs = {} if cls is TransformerClassifier else {}
     model = cls(None, 1, 8, 1, max_len=16, pooling=pooling, input_dim=2, **kwargs)
     assert model(torch.randn(3, 16, 2)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_a_sequence_with_no_elements_is_refused_as_by_paramixer(index):
+    """One rule for batch vectors (sparsemix.nn.sequence_lengths): every sequence 0..B-1 has elements."""
+    model = _models()[index]
+    with pytest.raises(ValueError, match="sequences with no nodes: \\[1\\]"):
+        model(torch.randint(0, 6, (4,)), torch.tensor([0, 0, 2, 2]))

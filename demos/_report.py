@@ -1,17 +1,21 @@
-"""Reporting helpers shared by the DNA demos: baselines on a task's splits, per-length tables,
-accuracy-vs-length and confusion-matrix figures, a model's factor weights on one fragment, and
-training throughput. Matplotlib is imported lazily (the ``viz`` extra)."""
+"""Helpers shared by the DNA demos (not part of the library): baselines on a task's splits,
+per-length tables, accuracy-vs-length and confusion-matrix figures, the trainer's throughput in
+fragments and bases, and replacing an earlier run of a demo. Matplotlib is imported lazily."""
 from __future__ import annotations
 
+import json
 import math
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from ..tasks.base import TaskData
-from .baselines import accuracy_by_bucket, run_baselines
+from sparsemix.data.baselines import accuracy_by_bucket, run_baselines
+from sparsemix.tasks.base import TaskData
+from topologies.drawing import pyplot
 
 
 class LazyTokens(Sequence[Tensor]):
@@ -70,19 +74,10 @@ def markdown_table(rows: dict[str, dict[str, dict[str, float]]], buckets: Sequen
     return "\n".join(lines)
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_accuracy_vs_length(rows: dict[str, dict[str, dict[str, float]]], path: Path,
                             title: str, chance: Optional[float] = None) -> Path:
     """One line per model: accuracy per length bucket, x at each bucket's geometric centre."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, per in rows.items():
         keys = [k for k in per if k != "all"]
@@ -104,7 +99,7 @@ def plot_accuracy_vs_length(rows: dict[str, dict[str, dict[str, float]]], path: 
 
 def plot_confusion(counts: Tensor, class_names: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix with counts written in the cells."""
-    plt = _pyplot()
+    plt = pyplot()
     rates = counts.float() / counts.sum(dim=1, keepdim=True).clamp_min(1)
     c = len(class_names)
     fig, ax = plt.subplots(figsize=(1.1 * c + 2.2, 1.0 * c + 1.6))
@@ -125,80 +120,20 @@ def plot_confusion(counts: Tensor, class_names: Sequence[str], path: Path, title
     return path
 
 
-@torch.no_grad()
-def fragment_weights(model: torch.nn.Module, tokens: Tensor) -> tuple[list[Tensor], Tensor, Any]:
-    """The first Paramixer block's M factor weights [N, K] and its effective mixing matrix [N, N]
-    on one fragment (eval mode; the block's weight MLPs read the embedding, as in training)."""
-    from ..reference import mixing_matrix
-
-    model.eval()
-    h = model.embed(tokens[None])[0]  # [N, C]
-    block = model.blocks[0]
-    # the first block's input and its weight-MLP input are both the embedding (eval: no dropout)
-    _, weights = block(h, x=h, return_weights=True)
-    return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
+def training_throughput(results: dict) -> dict:
+    """The trainer's throughput (``results["throughput"]``, see ``sparsemix.train.throughput``) in
+    the demos' words: fragments and bases per second over the training steps of the run."""
+    tp = results["throughput"]
+    return {"steps": results["steps"], "fragments": int(tp["samples"]), "bases": int(tp["tokens"]),
+            "train_time_s": results["train_time_s"], "fragments_per_s": tp["samples_per_s"],
+            "bases_per_s": tp["tokens_per_s"]}
 
 
-def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,
-                          title: str) -> Path:
-    """Left: each factor's learned weights [K slots x N positions] (signed colours, one scale);
-    right: the block's effective mixing matrix on the same fragment."""
-    plt = _pyplot()
-    from matplotlib.colors import TwoSlopeNorm
-
-    m = len(weights)
-    wmax = max(float(w.abs().max()) for w in weights) or 1.0
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-wmax, vmax=wmax)
-    fig = plt.figure(figsize=(12, 0.45 * m * 1.3 + 2))
-    grid = fig.add_gridspec(m, 2, width_ratios=[1.6, 1], wspace=0.25, hspace=0.15)
-    for i, w in enumerate(weights):
-        ax = fig.add_subplot(grid[i, 0])
-        im = ax.imshow(w.T.numpy(), aspect="auto", cmap="RdBu_r", norm=norm,
-                       interpolation="nearest")
-        ax.set_yticks([])
-        ax.set_ylabel(f"W{i + 1}", rotation=0, labelpad=14, fontsize=7, va="center")
-        if i < m - 1:
-            ax.set_xticks([])
-        else:
-            ax.set_xlabel("position i (rows: slots k)")
-    fig.colorbar(im, ax=fig.axes, location="bottom", fraction=0.03, pad=0.07, aspect=50,
-                 label="factor weight")
-    ax = fig.add_subplot(grid[:, 1])
-    mmax = float(matrix.abs().max()) or 1.0
-    im2 = ax.imshow(matrix.numpy(), cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -mmax, mmax),
-                    interpolation="nearest")
-    ax.set_title("effective mixing matrix (I+W_M)...(I+W_1)", fontsize=9)
-    ax.set_xlabel("source j")
-    ax.set_ylabel("target i")
-    fig.colorbar(im2, ax=ax, fraction=0.046)
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
-
-
-def training_throughput(task: TaskData, cfg: Any, steps: int, train_time_s: float) -> dict:
-    """Fragments/s and bases/s over the training steps actually taken, by replaying the trainer's
-    seeded batch sampler for ``steps`` steps (exact: the sampler is deterministic per epoch)."""
-    from ..train.data import dataset_lengths, train_sampler
-    from ..train.distributed import DistInfo
-
-    info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"),
-                    is_main=True, backend=None)
-    lengths = dataset_lengths(task.train)
-    sampler = train_sampler(task, cfg.batch_size, cfg.seed, info, lengths)
-    per_epoch = len(sampler)
-    if cfg.max_steps_per_epoch is not None:
-        per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
-    fragments = bases = 0
-    epoch, left = 0, steps
-    while left > 0:
-        sampler.set_epoch(epoch)
-        for batch in list(sampler)[:min(per_epoch, left)]:
-            fragments += len(batch)
-            bases += int(lengths[list(batch)].sum())
-        left -= per_epoch
-        epoch += 1
-    t = max(train_time_s, 1e-9)
-    return {"steps": steps, "fragments": fragments, "bases": bases, "train_time_s": train_time_s,
-            "fragments_per_s": fragments / t, "bases_per_s": bases / t}
+def clear_previous_run(run: Path, task: str) -> None:
+    """The trainer refuses a folder holding a run; replace only an earlier run of this demo's task."""
+    config = run / "config.json"
+    if not config.exists():
+        return
+    if json.loads(config.read_text()).get("task") != task:
+        sys.exit(f"{run} holds a run of another task; choose another --out")
+    shutil.rmtree(run)
