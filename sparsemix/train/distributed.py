@@ -33,6 +33,7 @@ samplers never pad or replicate samples). Only the main rank (``info.is_main``) 
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Mapping, Optional
@@ -139,6 +140,10 @@ def init_distributed(device: str = "auto", timeout_s: float = 1800.0) -> DistInf
 def cleanup(info: DistInfo) -> None:
     """Leave the process group (no-op for a single process)."""
     if info.backend is not None and dist.is_initialized():
+        # A gloo worker frees its last work (whose tensors may need the GIL) just after the work
+        # completes; the group's destructor joins the workers while holding the GIL. Sleeping hands
+        # the GIL over so they finish first (without it a rank could hang at exit).
+        time.sleep(0.1)
         dist.destroy_process_group()
 
 
