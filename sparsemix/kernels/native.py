@@ -59,8 +59,9 @@ if HAS_NATIVE:
         grad_v = grad_w = None
         if ctx.needs_input_grad[0]:
             grad_v = torch.ops.sparsemix.slot_mix_grad_v(grad, w, inv)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.ops.sparsemix.slot_mix_grad_w(grad, v, src, w.size(0))
+        if ctx.needs_input_grad[1]:  # an empty batch has empty weights (the C++ op wants >= 1)
+            grad_w = (torch.ops.sparsemix.slot_mix_grad_w(grad, v, src, w.size(0)) if w.size(0)
+                      else torch.zeros_like(w))
         return grad_v, grad_w, None, None
 
     torch.library.register_autograd("sparsemix::slot_mix", _backward, setup_context=_setup_context)
