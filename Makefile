@@ -8,8 +8,10 @@ STAMP  := $(VENV)/.sparsemix-setup
 
 .PHONY: setup test test-fast demo bench bench-quick clean
 
-# The run behind docs/speed.md: one block and one factor, B=4, C=64, N = 2^8 .. 2^14 (~15 min).
+# The runs behind docs/speed.md: one block and one factor, B=4, C=64, N = 2^8 .. 2^14 (~15 min), then
+# one block at B=1 up to N = 2^16 against flash attention, appended to the same results (~10 min).
 BENCH_ARGS ?= --only factor-B4 block-B4 --max-log2 14 --steps 3 --step-limit-s 20 --budget-min 15
+BENCH_LONG_ARGS ?= --only block-B1 --max-log2 16 --steps 2 --step-limit-s 60 --budget-min 12 --append
 
 setup: $(STAMP)
 
@@ -42,6 +44,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_ARGS)
+	$(PY) benchmarks/speed.py --out benchmarks/results/speed $(BENCH_LONG_ARGS)
 
 bench-quick: setup
 	$(PY) benchmarks/speed.py --out /tmp/sparsemix-speed-quick --quick --budget-min 3

@@ -73,6 +73,10 @@ def scenarios(args, has_sparse: bool, native_block: bool = False,
     if has_sparse:
         block["sparse"] = pow2(lo, min(cap, 10 if q else 15))
         factor["sparse"] = pow2(10, min(cap, 11 if q else 17))
+    long_block = {"fused": pow2(10, min(cap, 12 if q else 18)),
+                  "attention": pow2(10, min(cap, 11 if q else 17))}
+    if native_block:
+        long_block["native"] = pow2(10, min(cap, 12 if q else 18))
     out = [
         Scenario(f"block-B{b}-C{c}", "block", b, c, block,
                  note="one Paramixer block (value MLP + M factors, weight MLPs included) vs SDPA attention"),
@@ -84,9 +88,7 @@ def scenarios(args, has_sparse: bool, native_block: bool = False,
                  note="longest trainable N: the first fwd+bwd step of one block (no warm-up), memory "
                       "limit only (fused-ckpt: checkpoint_weights=True, weight MLPs recomputed in "
                       "backward)"),
-        Scenario(f"block-B1-C{c}", "block", 1, c,
-                 {"fused": pow2(10, min(cap, 12 if q else 18)),
-                  "attention": pow2(10, min(cap, 11 if q else 17))},
+        Scenario(f"block-B1-C{c}", "block", 1, c, long_block,
                  note="B = 1 scaling and long-N comparison with attention"),
     ]
     if b == 1:  # the main block scenario already is the B = 1 one
