@@ -69,16 +69,13 @@ def _block_step(cell: dict) -> tuple[Callable[[], None], dict]:
         forward, params = block, list(block.parameters())
     else:
         import sparsemix
-        from sparsemix import kernels
 
-        backend = "fused" if method.startswith("fused") else method  # "native" needs core's backend
-        if method == "fused-compiled":
-            kernels.set_fused_impl("compiled")
+        # fused-compiled is the "compiled" backend; fused-ckpt is fused with the weight MLPs recomputed
+        backend = {"fused-compiled": "compiled", "fused-ckpt": "fused"}.get(method, method)
         block = sparsemix.Paramixer(channels=c, protocol=cell["protocol"], max_len=n,
                                     hidden_channels=c, backend=backend,
                                     checkpoint_weights=method == "fused-ckpt")
         info["active_backend"] = block.active_backend
-        info["fused_impl"] = kernels.get_fused_impl()
         forward, params = block, list(block.parameters())
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(b, n, c, generator=gen).requires_grad_()
@@ -121,9 +118,11 @@ def _factor_step(cell: dict) -> tuple[Callable[[], None], dict]:
         src, inv = topo.source_index(m), topo.inverse_index(m)
         apply = lambda: native_slot_mix(v, w, src, inv)  # noqa: E731
     else:
-        impl = "compiled" if method == "fused-compiled" else "eager"
         src, inv, shifts = topo.source_index(m), topo.inverse_index(m), topo.shifts(m)
-        apply = lambda: kernels.fused_slot_mix(v, w, src, inv, shifts, impl=impl)  # noqa: E731
+        if method == "fused-compiled":
+            apply = lambda: kernels.compiled_slot_mix(v, w, src, inv)  # noqa: E731
+        else:
+            apply = lambda: kernels.fused_slot_mix(v, w, src, inv, shifts)  # noqa: E731
 
     def step():
         v.grad = w.grad = None
