@@ -70,10 +70,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pooling", default="mean", choices=["mean", "flatten"])
     p.add_argument("--max-steps", type=int, default=600,
                    help="step budget per run; the cosine schedule decays over it (default: 600)")
-    p.add_argument("--budget-s", type=float, default=15.0,
+    p.add_argument("--budget-s", type=float, default=16.0,
                    help="cap per run on the process's CPU time (not wall time: robust to a "
                         "loaded machine) at N = 2^7 in seconds, growing by sqrt(2) per doubling "
-                        "of N (2^12: 5.7x); evaluation counts; 0 = no cap (default: 15)")
+                        "of N (2^12: 5.7x); evaluation counts; 0 = no cap (default: 16)")
     p.add_argument("--eval-every", type=int, default=25, help="steps between evaluations (default: 25)")
     p.add_argument("--val-size", type=int, default=256, help="fixed validation set (default: 256)")
     p.add_argument("--batch-size", type=int, default=32)

@@ -72,3 +72,20 @@ def _features(model, tokens):
 def test_bad_options(kw, match):
     with pytest.raises(ValueError, match=match):
         SequenceClassifier(5, 3, 8, 1, max_len=16, positional=True, **kw)
+
+
+def test_fragment_weights_report_works_for_the_encoder():
+    # the DNA demo's weight figure reads the first layer's mixing; it must equal the layer's own
+    from sparsemix.data.report import fragment_weights
+
+    model = _model(wrap_gate=True)
+    with torch.no_grad():
+        model.blocks[0].wrap_gate.normal_()
+    tokens = torch.randint(0, 5, (20,))
+    weights, matrix, topo = fragment_weights(model, tokens)
+    layer = model.blocks[0]
+    with torch.no_grad():
+        u = layer.norm1(model.stem(model.embed(tokens[None])))[0]
+        out = layer.mixer(u, x=u, weight_gates=layer.gates(u))
+        torch.testing.assert_close(matrix @ layer.mixer.value(u), out, rtol=1e-10, atol=1e-10)
+    assert len(weights) == layer.mixer.num_factors and topo.num_nodes == 20
