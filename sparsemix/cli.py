@@ -93,12 +93,27 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--hidden-channels"], "hidden_channels", int, "MLP width h (default: --channels)"),
     (["--pooling"], "pooling", str, "mean, cls or flatten (flatten: fixed length only; a "
                                     "position-specific head, can solve Adding without any mixing)"),
+    (["--block"], "block", str, "paramixer model: encoder (pre-norm layers: LayerNorm -> mixing -> "
+                                "residual, LayerNorm -> FFN -> residual; the improved model) or "
+                                "paper (the paper's block, exact; old runs load as this)"),
+    (["--stem"], "stem", str, "none or conv: a local convolution after the embedding (k-mer "
+                              "features for DNA; never crosses a sequence boundary)"),
+    (["--stem-kernel"], "stem_kernel", int, "taps of the conv stem"),
+    (["--mixing"], "mixing", _bool, "true/false; false replaces the factor products by the identity "
+                                    "(ablation; --block encoder)"),
+    (["--mix-init"], "mix_init", str, "factor init: sum (encoder: factor m starts as I + shift by "
+                                      "2^m, so the product sums everything), stable or paper"),
     (["--positional"], "positional", _bool, "learned position embedding, true/false"),
+    (["--position-init"], "position_init", str, "initial positions: sinusoid or normal"),
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: embedding (the "
                                               "paper) or state (the block's input)"),
     (["--num-heads"], "num_heads", int, "attention heads (transformer)"),
-    (["--weight-decay"], "weight_decay", _positive_float, "Adam weight decay"),
-    (["--scheduler"], "scheduler", str, "learning-rate schedule: constant or cosine (per step)"),
+    (["--optimizer"], "optimizer", str, "adamw or adam (the paper's)"),
+    (["--weight-decay"], "weight_decay", _positive_float, "weight decay (AdamW: decoupled)"),
+    (["--scheduler"], "scheduler", str, "learning-rate schedule per step: constant, cosine or "
+                                        "warmup-cosine (linear warm-up, then cosine to 0)"),
+    (["--warmup-steps"], "warmup_steps", int, "warm-up steps of warmup-cosine (default: 10%% of "
+                                              "the run, at most 100)"),
     (["--clip-grad"], "clip_grad", _optional_float, "gradient-norm clipping (0 or none: off)"),
     (["--deterministic"], "deterministic", None, "forbid nondeterministic kernels "
                                                  "(torch.use_deterministic_algorithms)"),

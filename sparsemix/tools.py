@@ -21,7 +21,7 @@ from topologies.drawing import draw_factor, draw_network, draw_reachability, pyp
 
 from .nn import Paramixer
 from .nn.paramixer import BACKENDS
-from .reference import mixing_matrix
+from .reference import dense_factor, mixing_matrix
 from .train import load_model
 
 
@@ -139,13 +139,35 @@ def plot_main(args: argparse.Namespace) -> int:
 @torch.no_grad()
 def fragment_weights(model: torch.nn.Module, tokens: Tensor) -> tuple[list[Tensor], Tensor, Any]:
     """The first Paramixer block's M factor weights [N, K] and its effective mixing matrix [N, N]
-    on one fragment (eval mode; the block's weight MLPs read the embedding, as in training)."""
+    on one fragment (eval mode). Paper block: its weight MLPs read the embedding, as in training;
+    encoder model (``block="encoder"``): the first layer's mixing, whose MLPs read the layer's
+    normalised input (after the stem, if any)."""
     model.eval()
     h = model.embed(tokens[None])[0]  # [N, C]
+    if getattr(model, "stem", None) is not None:
+        h = model.stem(h[None])[0]
     block = model.blocks[0]
+    if hasattr(block, "mixer"):  # a ParamixerEncoderLayer: the mixing sits inside it
+        h = block.norm1(h)
+        gates = block.gates(h)
+        block = block.mixer
+        _, weights = block(h, x=h, return_weights=True, weight_gates=gates)
+        if gates is not None:  # the returned weights are already gated
+            return weights, _product_of_factors(block, weights, h), block.topology_for(h.size(0))
+        return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
     # the first block's input and its weight-MLP input are both the embedding (eval: no dropout)
     _, weights = block(h, x=h, return_weights=True)
     return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
+
+
+def _product_of_factors(block: Paramixer, weights: Sequence[Tensor], h: Tensor) -> Tensor:
+    """The dense product (I + W^(M)) ... (I + W^(1)) for given per-factor weights [N, K]."""
+    topo = block.topology_for(h.size(0), h.device)
+    eye = torch.eye(h.size(0), dtype=h.dtype, device=h.device)
+    product = eye
+    for m, w in enumerate(weights):
+        product = (eye + dense_factor(topo, m, w)) @ product
+    return product
 
 
 def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,

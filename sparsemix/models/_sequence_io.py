@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import math
+
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
@@ -17,6 +19,19 @@ from torch_geometric.utils import scatter
 from ..nn import sequence_lengths
 
 POOLINGS = ("mean", "cls", "flatten")
+POSITION_INITS = ("normal", "sinusoid")
+
+
+def sinusoid_table(num_positions: int, channels: int) -> Tensor:
+    """FloatTensor [num_positions, channels]: sin / cos of the position at geometric frequencies
+    (channel pairs 2c, 2c + 1 at frequency 10000^(-2c / C)), as Vaswani et al."""
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]  # [P, 1]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, channels, 2, dtype=torch.float64)
+                     / channels)  # [ceil(C / 2)]
+    table = torch.zeros(num_positions, channels, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq[:channels // 2])
+    return table.float()
 
 
 def check_pooling(pooling: str) -> str:
@@ -42,6 +57,9 @@ class InputEmbedding(nn.Module):
             ``vocab_size`` / ``input_dim`` is given.
         max_len (int, optional): Longest sequence; required with ``positional=True``.
         positional (bool): Add a learned position embedding ``nn.Embedding(max_len, C)``.
+        position_init (str): Its initial values: ``"normal"`` (:math:`\mathcal{N}(0, 1)`, PyTorch's
+            default) or ``"sinusoid"`` (the sin/cos table of Vaswani et al., still learned; gives the
+            weight MLPs smooth, multi-scale positions to gate on). (default: ``"normal"``)
 
     Shapes:
         - **input:** [B, N] / [T] long, or [B, N, F] / [T, F] float (with ``batch``).
@@ -50,8 +68,10 @@ class InputEmbedding(nn.Module):
 
     def __init__(self, channels: int, vocab_size: Optional[int] = None,
                  input_dim: Optional[int] = None, max_len: Optional[int] = None,
-                 positional: bool = False) -> None:
+                 positional: bool = False, position_init: str = "normal") -> None:
         super().__init__()
+        if position_init not in POSITION_INITS:
+            raise ValueError(f"position_init must be one of {POSITION_INITS}, got {position_init!r}")
         if (vocab_size is None) == (input_dim is None):
             raise ValueError("give exactly one of vocab_size (token input) or input_dim "
                              f"(continuous input), got vocab_size={vocab_size}, input_dim={input_dim}")
@@ -61,6 +81,9 @@ class InputEmbedding(nn.Module):
         self.tokens = nn.Embedding(vocab_size, channels) if vocab_size is not None else None
         self.linear = nn.Linear(input_dim, channels) if input_dim is not None else None
         self.positions = nn.Embedding(max_len, channels) if positional else None
+        if self.positions is not None and position_init == "sinusoid":
+            with torch.no_grad():
+                self.positions.weight.copy_(sinusoid_table(max_len, channels))
 
     def forward(self, inputs: Tensor, batch: Optional[Tensor] = None) -> Tensor:
         layout_dim = 1 if batch is not None else 2  # dims before the feature axis
@@ -97,10 +120,11 @@ class InputEmbedding(nn.Module):
         return h
 
 
-def embed_sequences(model: nn.Module, tokens: Tensor, batch: Optional[Tensor] = None
-                    ) -> tuple[Tensor, Optional[Tensor]]:
+def embed_sequences(model: nn.Module, tokens: Tensor, batch: Optional[Tensor] = None,
+                    stem: Optional[nn.Module] = None) -> tuple[Tensor, Optional[Tensor]]:
     """The shared start of every classifier's forward: check the flatten head's fixed length, embed
-    ``tokens`` with ``model.embed`` and prepend ``model.cls`` when it has one.
+    ``tokens`` with ``model.embed``, apply ``stem(h, batch)`` (if given, to the real elements only)
+    and prepend ``model.cls`` when it has one.
 
     Returns the embedding [B, N, C] or [T, C] and the (possibly CLS-extended) batch vector.
     """
@@ -111,6 +135,8 @@ def embed_sequences(model: nn.Module, tokens: Tensor, batch: Optional[Tensor] = 
             raise ValueError(f"pooling='flatten' needs exactly N = max_len = {model.max_len} "
                              f"positions, got input shape {list(tokens.shape)}")
     h = model.embed(tokens, batch)  # [B, N, C] or [T, C]
+    if stem is not None:
+        h = stem(h, batch)
     if model.cls is not None:
         h, batch = prepend_cls(h, model.cls, batch)
     return h, batch

@@ -14,6 +14,15 @@ from .sequence_classifier import SequenceClassifier
 from .transformer import TransformerClassifier
 
 
+# Options of the Paramixer model that the baselines do not have.
+_PARAMIXER_ONLY = ("protocol", "backend", "weights_from", "block", "stem", "stem_kernel", "mixing",
+                   "mix_init")
+
+
+def _drop(kw: dict, names) -> dict:
+    return {k: v for k, v in kw.items() if k not in names}
+
+
 def _paramixer(vocab_size, num_classes, max_len, *, channels, num_layers, hidden_channels=None,
                num_heads=None, cdil_layers=None, **kw) -> nn.Module:
     return SequenceClassifier(vocab_size, num_classes, channels, num_layers, max_len=max_len,
@@ -21,16 +30,16 @@ def _paramixer(vocab_size, num_classes, max_len, *, channels, num_layers, hidden
 
 
 def _transformer(vocab_size, num_classes, max_len, *, channels, num_layers, hidden_channels=None,
-                 num_heads=1, protocol=None, backend=None, weights_from=None, cdil_layers=None,
-                 **kw) -> nn.Module:
+                 num_heads=1, cdil_layers=None, **kw) -> nn.Module:
     return TransformerClassifier(vocab_size, num_classes, channels, num_layers, max_len=max_len,
-                                 num_heads=num_heads, ffn_channels=hidden_channels, **kw)
+                                 num_heads=num_heads, ffn_channels=hidden_channels,
+                                 **_drop(kw, _PARAMIXER_ONLY))
 
 
 def _cdil_cnn(vocab_size, num_classes, max_len, *, channels, num_layers=None, hidden_channels=None,
-              num_heads=None, protocol=None, backend=None, weights_from=None, cdil_layers=None,
-              **kw) -> nn.Module:
-    return CDILClassifier(vocab_size, num_classes, channels, cdil_layers, max_len=max_len, **kw)
+              num_heads=None, cdil_layers=None, position_init=None, **kw) -> nn.Module:
+    return CDILClassifier(vocab_size, num_classes, channels, cdil_layers, max_len=max_len,
+                          **_drop(kw, _PARAMIXER_ONLY))
 
 
 # name -> builder(vocab_size, num_classes, max_len, **options); options a builder does not use are

@@ -1,4 +1,5 @@
-"""Paramixer sequence classifier: embedding → L Paramixer blocks → pooling → linear head."""
+"""Paramixer sequence classifier: embedding (→ stem) → L Paramixer blocks or encoder layers → pooling
+→ linear head."""
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -6,10 +7,12 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ..nn import Paramixer
+from ..nn import LocalConvStem, Paramixer, ParamixerEncoderLayer
 from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool
 
 WEIGHTS_FROM = ("embedding", "state")
+BLOCKS = ("paper", "encoder")
+STEMS = ("none", "conv")
 
 
 class SequenceClassifier(nn.Module):
@@ -23,7 +26,13 @@ class SequenceClassifier(nn.Module):
 
     with two independent dropout masks on the embedding (as the official code). Every block's factor
     MLPs read :math:`\mathbf{X}` (``weights_from="embedding"``, the paper) or the block's own input
-    :math:`\mathbf{V}_{l-1}` (``weights_from="state"``).
+    :math:`\mathbf{V}_{l-1}` (``weights_from="state"``). This is ``block="paper"``, kept exact.
+
+    ``block="encoder"`` (the improved model) stacks :class:`~sparsemix.nn.ParamixerEncoderLayer`
+    instead: :math:`\mathbf{H}_0 = \mathrm{drop}(\mathbf{E})`, :math:`\mathbf{H}_l =
+    \mathrm{EncoderLayer}_l(\mathbf{H}_{l-1})` (pre-norm mixing and FFN, each with a residual; the
+    factor MLPs read the layer's normalised input, which carries the positions), then a final
+    LayerNorm before the pooling; ``weights_from`` does not apply.
 
     Args:
         vocab_size (int, optional): Token vocabulary (token input); ``None`` with ``input_dim``.
@@ -41,6 +50,18 @@ class SequenceClassifier(nn.Module):
         positional (bool): Learned position embedding (the paper's APC). (default: ``False``)
         weights_from (str): ``"embedding"`` or ``"state"`` (see above). (default: ``"embedding"``)
         backend (str): Paramixer backend. (default: ``"auto"``)
+        block (str): ``"paper"`` (the paper's block, exact) or ``"encoder"`` (pre-norm encoder layers
+            with an FFN; see above). (default: ``"paper"``; ``sparsemix train`` defaults to encoder)
+        stem (str): ``"none"`` or ``"conv"``: a :class:`~sparsemix.nn.LocalConvStem` after the
+            embedding (local k-mer features; never crosses a sequence boundary). (default: ``"none"``)
+        stem_kernel (int): Taps of the conv stem. (default: ``7``)
+        mixing (bool): ``False`` replaces every factor product by the identity (an ablation: the
+            model then sees only per-element and stem features). (default: ``True``)
+        ffn_channels (int, optional): FFN width of the encoder layers. (default: ``2 * channels``)
+        position_init (str): ``"normal"`` or ``"sinusoid"`` initial positions (see
+            :class:`~sparsemix.models._sequence_io.InputEmbedding`). (default: ``"normal"``)
+        mix_init (str): Factor init of the encoder layers, ``"sum"``, ``"stable"`` or ``"paper"``
+            (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         **block_kwargs: Passed on to every :class:`~sparsemix.Paramixer` (``num_factors``, ``radius``,
             ``init``, ``checkpoint_weights``, ...).
 
@@ -54,11 +75,17 @@ class SequenceClassifier(nn.Module):
                  protocol: str = "chord", max_len: Optional[int] = None, pooling: str = "mean", *,
                  input_dim: Optional[int] = None, hidden_channels: Optional[int] = None,
                  dropout: float = 0.0, positional: bool = False, weights_from: str = "embedding",
-                 backend: str = "auto", **block_kwargs: Any) -> None:
+                 backend: str = "auto", block: str = "paper", stem: str = "none",
+                 stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
+                 position_init: str = "normal", mix_init: str = "sum", **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)
         if weights_from not in WEIGHTS_FROM:
             raise ValueError(f"weights_from must be one of {WEIGHTS_FROM}, got {weights_from!r}")
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        if stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {stem!r}")
         if max_len is None:
             raise ValueError("SequenceClassifier needs max_len (the longest sequence)")
         for name, value, low in (("num_classes", num_classes, 1), ("channels", channels, 1),
@@ -69,21 +96,42 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.num_classes, self.channels, self.max_len = num_classes, channels, max_len
         self.pooling, self.weights_from = pooling, weights_from
+        self.block, self.stem_type, self.mixing = block, stem, mixing
         self.embed = InputEmbedding(channels, vocab_size=vocab_size, input_dim=input_dim,
-                                    max_len=max_len, positional=positional)
+                                    max_len=max_len, positional=positional,
+                                    position_init=position_init)
         self.embed_dropout = nn.Dropout(dropout)
+        self.stem = LocalConvStem(channels, stem_kernel) if stem == "conv" else None
         self.cls = nn.Parameter(torch.randn(channels) * 0.02) if pooling == "cls" else None
         mixed_len = max_len + 1 if pooling == "cls" else max_len
-        self.blocks = nn.ModuleList(
-            Paramixer(channels, protocol=protocol, max_len=mixed_len,
-                      hidden_channels=hidden_channels, dropout=dropout, backend=backend,
-                      **block_kwargs)
-            for _ in range(num_layers))
+        if block == "paper":
+            if not mixing:
+                raise ValueError("mixing=False is an ablation of block='encoder'")
+            self.blocks = nn.ModuleList(
+                Paramixer(channels, protocol=protocol, max_len=mixed_len,
+                          hidden_channels=hidden_channels, dropout=dropout, backend=backend,
+                          **block_kwargs)
+                for _ in range(num_layers))
+            self.norm = None
+        else:
+            self.blocks = nn.ModuleList(
+                ParamixerEncoderLayer(channels, max_len=mixed_len, protocol=protocol,
+                                      hidden_channels=hidden_channels, ffn_channels=ffn_channels,
+                                      dropout=dropout, mixing=mixing, mix_init=mix_init,
+                                      backend=backend,
+                                      **block_kwargs)
+                for _ in range(num_layers))
+            self.norm = nn.LayerNorm(channels)
         head_in = max_len * channels if pooling == "flatten" else channels
         self.head = nn.Linear(head_in, num_classes)
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        h, batch = embed_sequences(self, tokens, batch)
+        h, batch = embed_sequences(self, tokens, batch, stem=self.stem)
+        if self.block == "encoder":
+            h = self.embed_dropout(h)
+            for layer in self.blocks:
+                h = layer(h, batch=batch)
+            return self.head(pool(self.norm(h), self.pooling, batch))
         x = self.embed_dropout(h)
         v = self.embed_dropout(h)  # an independent mask, as the paper's dropout1
         for block in self.blocks:

@@ -58,16 +58,18 @@ class TransformerClassifier(nn.Module):
             attention alone is permutation invariant).
         num_heads (int): Attention heads. (default: ``1``, as the paper's baselines)
         ffn_channels (int, optional): FFN width. (default: ``channels``)
+        position_init (str): ``"normal"`` or ``"sinusoid"`` initial positions. (default: ``"normal"``)
     """
 
     def __init__(self, vocab_size: Optional[int], num_classes: int, channels: int, num_layers: int,
                  max_len: int, pooling: str = "mean", *, input_dim: Optional[int] = None,
                  num_heads: int = 1, ffn_channels: Optional[int] = None, dropout: float = 0.0,
-                 positional: bool = True) -> None:
+                 positional: bool = True, position_init: str = "normal") -> None:
         super().__init__()
         self.pooling, self.max_len = check_pooling(pooling), max_len
         self.embed = InputEmbedding(channels, vocab_size=vocab_size, input_dim=input_dim,
-                                    max_len=max_len, positional=positional)
+                                    max_len=max_len, positional=positional,
+                                    position_init=position_init)
         self.embed_dropout = nn.Dropout(dropout)
         self.cls = nn.Parameter(torch.randn(channels) * 0.02) if pooling == "cls" else None
         self.layers = nn.ModuleList(EncoderLayer(channels, num_heads, ffn_channels or channels,

@@ -1,8 +1,10 @@
 """Learnable layers: the sparse factor and the Paramixer block, plus their shared helpers."""
 from .backends import BACKENDS
+from .local_conv_stem import LocalConvStem
 from .paramixer import Paramixer
+from .paramixer_encoder_layer import ParamixerEncoderLayer
 from .sequences import sequence_lengths
 from .sparse_factor_conv import SparseFactorConv
 from .stacked_weights import stacked_weights
 
-__all__ = ["SparseFactorConv", "Paramixer", "stacked_weights", "sequence_lengths", "BACKENDS"]
+__all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem", "stacked_weights", "sequence_lengths", "BACKENDS"]

@@ -156,7 +156,11 @@ class Paramixer(nn.Module):
 
     # ---- forward -----------------------------------------------------------------------------------
     def forward(self, v: Tensor, x: Optional[Tensor] = None, batch: Optional[Tensor] = None,
-                return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
+                return_weights: bool = False, weight_gates: Optional[list[Tensor]] = None
+                ) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
+        """``weight_gates`` (optional): M tensors broadcastable to the weights [*, N, K] (or [T, K])
+        that multiply them before use (e.g. :class:`~sparsemix.nn.ParamixerEncoderLayer`'s wrap
+        gate); ``None`` is the block exactly as documented above."""
         check_features(v, self.channels, "v")
         x = v if x is None else x
         check_features(x, self.x_channels, "x")
@@ -180,6 +184,10 @@ class Paramixer(nn.Module):
             weights = checkpoint(stacked_weights, self.factors, x, use_reentrant=False)
         else:
             weights = stacked_weights(self.factors, x)
+        if weight_gates is not None:
+            if len(weight_gates) != self.num_factors:
+                raise ValueError(f"weight_gates needs {self.num_factors} tensors, got {len(weight_gates)}")
+            weights = [w * g for w, g in zip(weights, weight_gates)]
         for m, (factor, w) in enumerate(zip(self.factors, weights)):
             V = V + factor.apply_factor(V, w, topo, m)
         out = self.dropout(V)

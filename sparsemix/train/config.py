@@ -15,8 +15,20 @@ from ..models import MODELS, POOLINGS
 
 PROTOCOLS = ("chord", "cdil")
 BACKENDS = ("auto", "message", "fused", "sparse")
-SCHEDULERS = ("constant", "cosine")
+SCHEDULERS = ("constant", "cosine", "warmup-cosine")
 WEIGHTS_FROM = ("embedding", "state")
+BLOCKS = ("encoder", "paper")
+STEMS = ("none", "conv")
+OPTIMIZERS = ("adamw", "adam")
+POSITION_INITS = ("sinusoid", "normal")
+MIX_INITS = ("sum", "stable", "paper")
+
+#: The config layout written by this version. Version 1 (no ``config_version`` key) predates the
+#: encoder model; its missing fields load as :data:`LEGACY_DEFAULTS`, i.e. as the model it trained.
+CONFIG_VERSION = 2
+LEGACY_DEFAULTS: dict[str, Any] = {"config_version": 1, "block": "paper", "stem": "none",
+                                   "stem_kernel": 7, "mixing": True, "position_init": "normal",
+                                   "mix_init": "stable", "optimizer": "adam", "warmup_steps": 0}
 
 #: ``extra`` keys the models read (tasks declare theirs with ``register_task(extras=...)``).
 MODEL_EXTRAS = frozenset({"cdil_layers"})
@@ -29,8 +41,14 @@ RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. ``sparsemix train --help`` documents each field."""
+    """Everything that defines a training run. ``sparsemix train --help`` documents each field.
 
+    The defaults are the recipe ``benchmarks/learning.py`` selected (docs/learning.md): the encoder
+    model (2 pre-norm Paramixer encoder layers, sum-initialised factors, sinusoid-initialised learned
+    positions) trained with AdamW, a linear warm-up and cosine decay.
+    """
+
+    config_version: int = CONFIG_VERSION
     task: str = ""
     out: str = ""
     length: Optional[int] = None
@@ -44,18 +62,26 @@ class TrainConfig:
     test_size: Optional[int] = None
     fasta: list[str] = field(default_factory=list)
     batch_size: int = 32
-    lr: float = 1e-3
+    lr: float = 3e-3
     dropout: float = 0.0
     channels: int = 32
-    num_layers: int = 1
+    num_layers: int = 2
     hidden_channels: Optional[int] = None
     pooling: str = "mean"
     model: str = "paramixer"
+    block: str = "encoder"
+    stem: str = "none"
+    stem_kernel: int = 7
+    mixing: bool = True
+    mix_init: str = "sum"
     positional: bool = True
+    position_init: str = "sinusoid"
     weights_from: str = "embedding"
     num_heads: int = 1
-    weight_decay: float = 0.0
-    scheduler: str = "constant"
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    scheduler: str = "warmup-cosine"
+    warmup_steps: Optional[int] = None
     clip_grad: Optional[float] = 1.0
     deterministic: bool = False
     resume: bool = False
@@ -83,6 +109,22 @@ class TrainConfig:
         _int("--channels", self.channels, 1)
         _int("--num-layers", self.num_layers, 1)
         _int("--num-heads", self.num_heads, 1)
+        _int("--stem-kernel", self.stem_kernel, 1)
+        _int("--warmup-steps", self.warmup_steps, 0, optional=True)
+        _choice("--block", self.block, BLOCKS)
+        _choice("--stem", self.stem, STEMS)
+        _choice("--optimizer", self.optimizer, OPTIMIZERS)
+        _choice("--position-init", self.position_init, POSITION_INITS)
+        _choice("--mix-init", self.mix_init, MIX_INITS)
+        if not isinstance(self.mixing, bool):
+            raise ValueError(f"--mixing must be true or false, got {self.mixing!r}")
+        if not self.mixing and (self.model != "paramixer" or self.block != "encoder"):
+            raise ValueError("--mixing false (the ablation) needs --model paramixer --block encoder")
+        if self.stem != "none" and self.model != "paramixer":
+            raise ValueError(f"--stem {self.stem} is an option of --model paramixer")
+        if self.config_version not in (1, CONFIG_VERSION):
+            raise ValueError(f"config_version must be 1 or {CONFIG_VERSION}, got "
+                             f"{self.config_version!r}")
         _choice("--protocol", self.protocol, PROTOCOLS)
         _choice("--backend", self.backend, BACKENDS)
         _choice("--pooling", self.pooling, POOLINGS)
@@ -123,6 +165,8 @@ class TrainConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise RunError(f"{source}: unknown config fields {unknown}")
+        if "config_version" not in data:  # written before the encoder model existed
+            data = {**LEGACY_DEFAULTS, **data}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:

@@ -47,7 +47,22 @@ def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
         hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
         positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
         weights_from=cfg.weights_from, num_heads=cfg.num_heads,
-        cdil_layers=cfg.extra.get("cdil_layers"))
+        cdil_layers=cfg.extra.get("cdil_layers"), **model_options(cfg))
+
+
+def model_options(cfg: TrainConfig) -> dict:
+    """The options of the improved model (absent from version-1 configs: their model is the paper
+    block, built exactly as before)."""
+    if cfg.model == "cdil-cnn":
+        return {}
+    opts: dict = {"position_init": cfg.position_init}
+    if cfg.model == "paramixer":
+        opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing)
+        if cfg.block == "encoder":
+            opts["mix_init"] = cfg.mix_init
+        elif cfg.mix_init == "paper":
+            opts["init"] = "paper"
+    return opts
 
 
 def forward(model: nn.Module, b: Batch) -> Tensor:

@@ -62,9 +62,10 @@ def test_learning_happens(tmp_path):
 
 
 def test_resume_equals_uninterrupted(tmp_path):
-    full = _cfg(tmp_path, "full", epochs=2, dropout=0.1)
+    # a constant rate: a decaying schedule is defined over --epochs, which this resume extends
+    full = _cfg(tmp_path, "full", epochs=2, dropout=0.1, scheduler="constant")
     train(full)
-    part = _cfg(tmp_path, "part", epochs=1, dropout=0.1)
+    part = _cfg(tmp_path, "part", epochs=1, dropout=0.1, scheduler="constant")
     train(part)
     train(TrainConfig(**{**part.to_dict(), "epochs": 2, "resume": True}))
     _assert_same_weights(_weights(full.out), _weights(part.out))

@@ -1,0 +1,375 @@
+"""Learning speed on the synthetic tasks: how many optimiser steps (and seconds) each model needs.
+
+Trains the paper's Paramixer block, the improved Paramixer model (pre-norm encoder layers), the
+dense Transformer and CDIL-CNN on Temporal Order and Adding at N = 2^7 ... 2^12, side by side:
+every model sees the same training batches in the same order (batch ``s`` is generated from seed
+``seed + s``, fresh data every step) and is evaluated every ``--eval-every`` steps on the same fixed
+validation set. A run stops when it is solved (validation accuracy >= 99 % on Order, error <= 1 %
+on Adding, i.e. 99 % of predictions within 0.04) or when its step or time budget is spent.
+
+Reports, per task and N: steps and seconds to solve, and the validation error at fixed step
+budgets. Writes ``<out>/learning.json``, ``learning.md``, ``learning-curves.png`` (error vs steps,
+one panel per N) and ``learning-steps.png`` (steps to solve vs N). The machine's load average and
+the process's CPU time are recorded beside the wall time (the default run was measured on a shared
+2-core CPU).
+
+Every model: width C = 32, mean pooling (``--pooling flatten`` for the paper's head), AdamW with a
+linear warm-up and cosine decay to 0 over the step budget, gradient clipping 1.0, batch 32.
+
+Examples::
+
+    python benchmarks/learning.py                      # the default run (about an hour on 2 cores)
+    python benchmarks/learning.py --quick              # a few minutes: N = 2^7, 2^8, short budgets
+    python benchmarks/learning.py --device cuda --lengths 7 8 9 10 11 12 13 --budget-s 0
+    python benchmarks/learning.py --render-only        # redraw .md/.png from learning.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sparsemix.models import build_model  # noqa: E402
+from sparsemix.tasks.synthetic import ADDING_TOLERANCE, adding, temporal_order  # noqa: E402
+from sparsemix.train.recipe import lr_factor  # noqa: E402
+
+TASKS = ("order", "adding")
+# name -> (registry model, options). Widths are shared: channels come from --channels.
+MODELS: dict[str, tuple[str, dict]] = {
+    "paramixer-paper": ("paramixer", {"block": "paper", "num_layers": 1, "positional": True}),
+    "paramixer-encoder": ("paramixer", {"block": "encoder", "num_layers": 2, "positional": True,
+                                        "position_init": "sinusoid", "mix_init": "sum"}),
+    "transformer": ("transformer", {"num_layers": 2, "num_heads": 1, "positional": True,
+                                    "position_init": "sinusoid"}),
+    "cdil-cnn": ("cdil-cnn", {}),
+}
+SOLVED_ERROR_PCT = 1.0  # Order: accuracy >= 99 %; Adding: <= 1 % of |y_hat - y| >= 0.04
+CHANCE_PCT = {"order": 75.0, "adding": None}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--lengths", type=int, nargs="+", default=[7, 8, 9, 10, 11, 12],
+                   help="log2 of the sequence lengths (default: 7 .. 12)")
+    p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--pooling", default="mean", choices=["mean", "flatten"])
+    p.add_argument("--max-steps", type=int, default=600,
+                   help="step budget per run; the cosine schedule decays over it (default: 600)")
+    p.add_argument("--budget-s", type=float, default=16.0,
+                   help="cap per run on the process's CPU time (not wall time: robust to a "
+                        "loaded machine) at N = 2^7 in seconds, growing by sqrt(2) per doubling "
+                        "of N (2^12: 5.7x); evaluation counts; 0 = no cap (default: 16)")
+    p.add_argument("--eval-every", type=int, default=25, help="steps between evaluations (default: 25)")
+    p.add_argument("--val-size", type=int, default=256, help="fixed validation set (default: 256)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate (default: 3e-3)")
+    p.add_argument("--warmup-steps", type=int, default=50)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--channels", type=int, default=32)
+    p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400],
+                   help="step budgets at which the error is tabulated (default: 100 200 400)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads; 1 (default) wastes least on a shared machine "
+                        "and makes the CPU-time caps comparable; 0 = torch's default")
+    p.add_argument("--quick", action="store_true",
+                   help="a few minutes: N = 2^7, 2^8, at most 150 steps and 20 s per run")
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
+    p.add_argument("--render-only", action="store_true",
+                   help="only rewrite the .md and .png files from an existing learning.json")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.lengths, args.max_steps, args.budget_s = [7, 8], 150, 8.0
+        args.budgets = [50, 100, 150]
+    if any(k < 2 for k in args.lengths):
+        p.error("--lengths are exponents >= 2")
+    return args
+
+
+def run_budget_s(args, k: int) -> float:
+    return args.budget_s * 2 ** ((k - 7) / 2) if args.budget_s else math.inf
+
+
+def make_data(task: str) -> Callable[[int, int, int], tuple[torch.Tensor, torch.Tensor]]:
+    return temporal_order if task == "order" else adding
+
+
+def build(name: str, task: str, n: int, channels: int, pooling: str) -> torch.nn.Module:
+    model, opts = MODELS[name]
+    io = ({"vocab_size": 6, "num_classes": 4} if task == "order"
+          else {"input_dim": 2, "num_classes": 1})
+    return build_model(model, max_len=n, channels=channels, pooling=pooling,
+                       **{"num_layers": 1, **opts}, **io)
+
+
+def loss_fn(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    if task == "order":
+        return F.cross_entropy(out, y)
+    return F.mse_loss(out.squeeze(-1), y)
+
+
+@torch.no_grad()
+def error_pct(task: str, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              batch_size: int) -> float:
+    model.eval()
+    outs = [model(x[i:i + batch_size]) for i in range(0, x.size(0), batch_size)]
+    out = torch.cat(outs)
+    model.train()
+    if task == "order":
+        wrong = out.argmax(-1) != y
+    else:
+        wrong = (out.squeeze(-1) - y).abs() >= ADDING_TOLERANCE
+    return 100.0 * wrong.float().mean().item()
+
+
+def cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def run_one(args, task: str, k: int, name: str, bar=None) -> dict:
+    n = 2 ** k
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    model = build(name, task, n, args.channels, args.pooling).to(dev)
+    gen = make_data(task)
+    xv, yv = gen(args.val_size, n, seed=args.seed + 10_000_019)  # fixed, disjoint from training
+    xv, yv = xv.to(dev), yv.to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, args.max_steps, min(args.warmup_steps, args.max_steps // 2)))
+    cap = run_budget_s(args, k)
+    curve = [(0, error_pct(task, model, xv, yv, args.batch_size), 0.0)]  # (step, error %, seconds)
+    t0, c0, train_s = time.perf_counter(), cpu_s(), 0.0
+    solved_step = solved_s = None
+    step, stopped = 0, "steps"
+    while step < args.max_steps:
+        x, y = gen(args.batch_size, n, seed=args.seed + step)  # the same batches for every model
+        ts = time.perf_counter()
+        loss = loss_fn(task, model(x.to(dev)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        train_s += time.perf_counter() - ts
+        step += 1
+        if bar is not None:
+            bar.update(1)
+        if not math.isfinite(loss.item()):
+            stopped = "non-finite loss"
+            break
+        if step % args.eval_every == 0 or step == args.max_steps:
+            err = error_pct(task, model, xv, yv, args.batch_size)
+            curve.append((step, err, round(time.perf_counter() - t0, 2)))
+            if bar is not None:
+                bar.set_postfix_str(f"{task} N={n} {name} step {step} err {err:.1f}%")
+            if err <= SOLVED_ERROR_PCT:
+                solved_step, solved_s, stopped = step, round(time.perf_counter() - t0, 1), "solved"
+                break
+            if cpu_s() - c0 > cap:
+                stopped = "cpu cap"
+                break
+    if bar is not None:
+        bar.update(args.max_steps - step)  # a run's unused steps count as done
+    return {"task": task, "length": n, "log2_length": k, "model": name, "steps": step,
+            "solved_step": solved_step, "solved_s": solved_s, "stopped": stopped,
+            "cap_cpu_s": round(cap, 1), "final_error_pct": curve[-1][1], "best_error_pct": min(e for _, e, _ in curve),
+            "curve": curve, "wall_s": round(time.perf_counter() - t0, 1),
+            "train_s": round(train_s, 1), "cpu_s": round(cpu_s() - c0, 1),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def error_at(row: dict, budget: int) -> str:
+    """Validation error at the last evaluation at or before ``budget`` steps ("solved" carries)."""
+    if row["solved_step"] is not None and row["solved_step"] <= budget:
+        return f"**{row['curve'][-1][1]:.1f}**"
+    pts = [(s, e) for s, e, _ in row["curve"] if s <= budget]
+    if row["steps"] < budget:
+        return f"({pts[-1][1]:.1f} @{pts[-1][0]})"  # stopped earlier (time cap)
+    return f"{pts[-1][1]:.1f}"
+
+
+def markdown(rows: list[dict], args, meta: dict) -> str:
+    lines = ["# Learning speed on the synthetic tasks", "",
+             f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ",
+             f"Load average (1, 5, 15 min) at start {meta['load_start']}, at end "
+             f"{meta.get('load_end', '–')}; wall {meta.get('wall_s', 0) / 60:.1f} min, CPU "
+             f"{meta.get('cpu_s', 0) / 60:.1f} min (CPU/wall = {meta.get('cpu_s', 0) / max(1e-9, meta.get('wall_s', 1)):.2f}).  ",
+             f"Per run: at most {args.max_steps} steps of batch {args.batch_size} (fresh data, "
+             f"the same batches for every model), AdamW lr {args.lr:g} (warm-up "
+             f"{args.warmup_steps}, cosine to 0 at {args.max_steps}), wd {args.weight_decay:g}, "
+             f"clip 1.0, C = {args.channels}, {args.pooling} pooling; validation on "
+             f"{args.val_size} fixed sequences every {args.eval_every} steps; CPU-time cap "
+             + (f"{args.budget_s:g} s at N = 2^7, x sqrt(2) per doubling (evaluation included), "
+                f"{args.threads} torch thread(s)." if args.budget_s else "none.") + "  ",
+             f"Solved = validation error <= {SOLVED_ERROR_PCT:g} % (Order: accuracy >= 99 %; "
+             f"Adding: 99 % of predictions within {ADDING_TOLERANCE}).", ""]
+    for task in args.tasks:
+        title = "Temporal Order" if task == "order" else "Adding"
+        lines += [f"## {title}: steps (seconds) to solve", "",
+                  "| N | " + " | ".join(args.models) + " |", "|---" * (len(args.models) + 1) + "|"]
+        for k in args.lengths:
+            cells = [f"2^{k}"]
+            for m in args.models:
+                r = _find(rows, task, k, m)
+                if r is None:
+                    cells.append("–")
+                elif r["solved_step"] is not None:
+                    cells.append(f"{r['solved_step']} ({r['solved_s']:.0f} s)")
+                else:
+                    cells.append(f"not in {r['steps']} ({r['wall_s']:.0f} s; {r['stopped']}), "
+                                 f"best {r['best_error_pct']:.1f} %")
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"## {title}: validation error % at step budgets", "",
+                  "| N | budget | " + " | ".join(args.models) + " |",
+                  "|---|---" + "|---" * len(args.models) + "|"]
+        for k in args.lengths:
+            for b in args.budgets:
+                cells = [f"2^{k}", str(b)]
+                for m in args.models:
+                    r = _find(rows, task, k, m)
+                    cells.append("–" if r is None else error_at(r, b))
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["**bold** = solved by that budget (the run stopped there); (e @s) = the run stopped "
+              "earlier at step s on its CPU-time cap, e is its last error.", ""]
+    return "\n".join(lines)
+
+
+def _find(rows, task, k, model):
+    return next((r for r in rows if r["task"] == task and r["log2_length"] == k
+                 and r["model"] == model), None)
+
+
+def plot(rows: list[dict], args, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors = dict(zip(MODELS, ["tab:gray", "tab:blue", "tab:orange", "tab:green"]))
+    fig, axes = plt.subplots(len(args.tasks), len(args.lengths), squeeze=False,
+                             figsize=(3.2 * len(args.lengths), 2.8 * len(args.tasks)))
+    for i, task in enumerate(args.tasks):
+        for j, k in enumerate(args.lengths):
+            ax = axes[i][j]
+            for m in args.models:
+                r = _find(rows, task, k, m)
+                if r:
+                    s, e, _ = zip(*r["curve"])
+                    ax.plot(s, e, color=colors[m], label=m, lw=1.5)
+            ax.axhline(SOLVED_ERROR_PCT, color="k", ls=":", lw=0.8)
+            ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(0, 100)
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{task}, N = 2^{k}", fontsize=9)
+            ax.set_xlabel("steps", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("val error %", fontsize=8)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8)
+        fig.subplots_adjust(bottom=0.15)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(out / "learning-curves.png", dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, len(args.tasks), squeeze=False, figsize=(5 * len(args.tasks), 3.6))
+    for ax, task in zip(axes[0], args.tasks):
+        for m in args.models:
+            pts = [(r["log2_length"], r["solved_step"]) for k in args.lengths
+                   if (r := _find(rows, task, k, m)) and r["solved_step"] is not None]
+            miss = [(r["log2_length"], r["steps"]) for k in args.lengths
+                    if (r := _find(rows, task, k, m)) and r["solved_step"] is None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", color=colors[m], label=m)
+            if miss:
+                ax.scatter(*zip(*miss), marker="x", color=colors[m])
+        ax.set_xlabel("log2 N")
+        ax.set_ylabel("steps to solve (x: not solved, steps run)")
+        ax.set_title(task)
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning-steps.png", dpi=110)
+    plt.close(fig)
+
+
+def write(rows, args, meta, out: Path) -> None:
+    (out / "learning.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    (out / "learning.md").write_text(markdown(rows, args, meta))
+    plot(rows, args, out)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        saved = json.loads((out / "learning.json").read_text())
+        meta, rows = saved["meta"], saved["rows"]
+        args = argparse.Namespace(**{**meta["args"], "render_only": True})
+        write(rows, args, meta, out)
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set (e.g. when called twice in one process)
+        pass
+    meta = {"command": "python benchmarks/learning.py " + " ".join(sys.argv[1:] if argv is None
+                                                                  else argv),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch "
+                       f"threads, torch {torch.__version__}, device {args.device}",
+            "load_start": [round(v, 2) for v in os.getloadavg()], "args": vars(args)}
+    from tqdm.auto import tqdm
+
+    total = len(args.tasks) * len(args.lengths) * len(args.models) * args.max_steps
+    bar = None if args.no_progress else tqdm(total=total, unit="step", dynamic_ncols=True)
+    rows: list[dict] = []
+    t0, c0 = time.perf_counter(), cpu_s()
+    for task in args.tasks:
+        for k in args.lengths:
+            for name in args.models:
+                row = run_one(args, task, k, name, bar)
+                rows.append(row)
+                msg = (f"{task:6s} N=2^{k:<2d} {name:18s} "
+                       + (f"solved at step {row['solved_step']} ({row['solved_s']} s)"
+                          if row["solved_step"] else
+                          f"not solved: {row['steps']} steps, error {row['final_error_pct']:.1f} %")
+                       + f"  [{row['wall_s']} s wall, {row['cpu_s']} s CPU, load {row['load_avg_1m']}]")
+                (bar.write if bar is not None else print)(msg)
+                meta.update(wall_s=round(time.perf_counter() - t0, 1), cpu_s=round(cpu_s() - c0, 1),
+                            load_end=[round(v, 2) for v in os.getloadavg()])
+                write(rows, args, meta, out)
+    if bar is not None:
+        bar.close()
+    print(f"wrote {out}/learning.json, learning.md, learning-curves.png, learning-steps.png "
+          f"({meta['wall_s'] / 60:.1f} min)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""A pre-norm encoder layer around the Paramixer mixing: LayerNorm → mixing → residual, LayerNorm →
+FFN → residual. The paper block (:class:`~sparsemix.Paramixer`) is the mixing, unchanged."""
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+import topologies
+
+from ._checks import check_channels
+from .paramixer import Paramixer
+
+MIX_INITS = ("sum", "stable", "paper")
+
+
+class ParamixerEncoderLayer(nn.Module):
+    r"""Paramixer mixing inside a pre-norm encoder layer (the Transformer layer's layout, with the
+    attention replaced by the product of sparse factors):
+
+    .. math::
+        \mathbf{U} &= \mathrm{LN}_1(\mathbf{H}), \\
+        \mathbf{H} &\leftarrow \mathbf{H} + \mathrm{drop}\Big(\mathrm{LN}_{\mathrm{mix}}\big(
+            (\mathbf{I} + \mathbf{W}^{(M)}_{\mathbf{U}}) \cdots (\mathbf{I} + \mathbf{W}^{(1)}_{\mathbf{U}})\,
+            g(\mathbf{U})\big)\Big), \\
+        \mathbf{H} &\leftarrow \mathbf{H} + \mathrm{drop}\big(\mathrm{FFN}(\mathrm{LN}_2(\mathbf{H}))\big),
+
+    where every factor's values :math:`\mathbf{W}^{(m)}_{\mathbf{U}}[i, \cdot] = f^{(m)}(\mathbf{u}_i)` are
+    computed from the layer's *normalised input* :math:`\mathbf{U}` (which carries the learned
+    positions of the embedding), and :math:`\mathrm{FFN} = \mathrm{Linear}(C \to F) \to \mathrm{GELU}
+    \to \mathrm{Linear}(F \to C)` acts per element. The nonlinearity after the mixing lets a layer
+    combine what the mixing gathered (e.g. "a Y comes later") with the element itself, which the
+    paper block (linear in :math:`g(\mathbf{V})` for fixed weights) cannot do before the pooling.
+
+    **The mixing's scale.** The product of factors can sum over up to :math:`N` elements, so its
+    output's scale depends on :math:`N` and on what it learned; :math:`\mathrm{LN}_{\mathrm{mix}}`
+    (``mix_norm=True``) normalises it per element before the residual, so a few informative elements
+    (two markers among thousands) are not diluted by :math:`1/N`.
+
+    **Wrap gate** (``wrap_gate=True``). CHORD and CDIL wrap around the sequence's end, so with
+    uniform values the product is circulant and cannot tell "X before Y" from "Y before X" unless
+    the weight MLPs learn to switch the wrapped edges off from the positions (slow to learn). The
+    gate multiplies the values of wrapped edges by a learned :math:`\gamma_{m,k}`, initialised to 0:
+    with the ``"sum"`` init the product then starts as the exact suffix sum
+    :math:`\sum_{j \ge i}` (information flows from later elements to earlier ones, every pair
+    through one path of weight 1), and learning :math:`\gamma \ne 0` brings the circular links
+    back wherever they help. The gate depends only on positions, so it is variable-length safe.
+
+    **Initialisation** (``mix_init``). ``"sum"`` (default): factor :math:`m` starts as
+    :math:`\mathbf{I} + \mathbf{P}^{2^{m-1}}` (weight 1 on the slot of offset :math:`2^{m-1}`, 0 on the
+    others, plus small noise :math:`\mathcal{N}(0, 0.1^2)`), so for :math:`N = 2^M` the product is
+    the all-ones matrix: every element receives every other through exactly one path of weight 1,
+    and gradients reach every factor at every distance from the first step. Learning then only has
+    to gate edges (e.g. drop the wrapped ones to get a suffix sum, which gives order). ``"stable"``
+    is :class:`~sparsemix.Paramixer`'s (product near the identity: paths of :math:`p` hops carry
+    :math:`\sim (KM)^{-p/2}`, so long-range signal starts vanishingly small); ``"paper"`` the official
+    PyTorch-default init.
+
+    LayerNorm and the FFN act per element, and the mixing keeps every sequence on its own topology,
+    so in variable-length mode (``[T, C]`` with ``batch``) nothing crosses sequences and there is no
+    padding anywhere.
+
+    Args:
+        channels (int): Width :math:`C`.
+        max_len (int, optional): Longest sequence (sets :math:`M`); see :class:`~sparsemix.Paramixer`.
+        protocol (str, optional): ``"chord"`` or ``"cdil"``. (default: ``"chord"``)
+        hidden_channels (int, optional): Hidden width of ``g`` and the weight MLPs. (default: ``C``)
+        ffn_channels (int, optional): Hidden width :math:`F` of the FFN. (default: ``2 C``)
+        dropout (float, optional): Dropout on both residual branches. (default: ``0.0``)
+        mix_norm (bool, optional): LayerNorm on the mixing's output (see above). (default: ``True``)
+        mix_init (str, optional): ``"sum"``, ``"stable"`` or ``"paper"`` (see above).
+            (default: ``"sum"``)
+        mix_gain (float, optional): Initial gain of :math:`\mathrm{LN}_{\mathrm{mix}}` (a small value
+            keeps the mixing branch, which starts as the same per-sequence vector at every
+            element, from drowning the per-element features at initialisation). (default: ``1.0``)
+        wrap_gate (bool, optional): Multiply every factor value whose edge wraps around the end of
+            its sequence (source :math:`i + o_k \notin [0, n)`) by a learned per-(factor, slot) scalar
+            :math:`\gamma_{m,k}` that starts at 0 (see above). ``False``: the circular factors
+            as they are. (default: ``False``)
+        mixing (bool, optional): ``False`` replaces the mixing by the identity (the branch is then
+            ``g(U)`` alone, per element): an ablation with the same parameters minus the factors.
+            (default: ``True``)
+        **mixer_kwargs: Passed to :class:`~sparsemix.Paramixer` (``num_factors``, ``backend``,
+            ``init``, ``radius``, ...).
+
+    Shapes:
+        - **input:** :math:`(B, N, C)` or :math:`(N, C)`, or :math:`(T, C)` with a sorted ``batch``
+          vector :math:`(T,)`.
+        - **output:** the input's shape.
+    """
+
+    def __init__(self, channels: int, max_len: Optional[int] = None, protocol: str = "chord",
+                 hidden_channels: Optional[int] = None, ffn_channels: Optional[int] = None,
+                 dropout: float = 0.0, mix_norm: bool = True, mix_init: str = "sum",
+                 wrap_gate: bool = False, mix_gain: float = 1.0, mixing: bool = True,
+                 **mixer_kwargs) -> None:
+        super().__init__()
+        check_channels(channels, "channels")
+        check_channels(ffn_channels, "ffn_channels", optional=True)
+        if "init" in mixer_kwargs:
+            raise ValueError("ParamixerEncoderLayer sets its factors' init with mix_init, not init")
+        if mix_init not in MIX_INITS:
+            raise ValueError(f"mix_init must be one of {MIX_INITS}, got {mix_init!r}")
+        self.channels = channels
+        self.ffn_channels = ffn_channels or 2 * channels
+        self.mixing, self.mix_init, self.mix_gain = mixing, mix_init, mix_gain
+        self.norm1 = nn.LayerNorm(channels)
+        self.mixer = Paramixer(channels, protocol=protocol, max_len=max_len,
+                               hidden_channels=hidden_channels,
+                               init="paper" if mix_init == "paper" else "stable", **mixer_kwargs)
+        self.mix_norm = nn.LayerNorm(channels) if mix_norm else nn.Identity()
+        m, k = self.mixer.num_factors, self.mixer.num_slots
+        self.wrap_gate = nn.Parameter(torch.zeros(m, k)) if wrap_gate else None  # [M, K] gamma
+        offsets = topologies.get(protocol, max(2, 2 ** m), num_factors=m,
+                                 radius=self.mixer.radius).offsets  # [M, K], before any wrap
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.norm2 = nn.LayerNorm(channels)
+        self.ffn = nn.Sequential(nn.Linear(channels, self.ffn_channels), nn.GELU(),
+                                 nn.Linear(self.ffn_channels, channels))
+        self.drop = nn.Dropout(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.norm1.reset_parameters()
+        self.norm2.reset_parameters()
+        self.mixer.reset_parameters()
+        if self.mix_init == "sum":
+            self._sum_init()
+        if isinstance(self.mix_norm, nn.LayerNorm):
+            self.mix_norm.reset_parameters()
+            nn.init.constant_(self.mix_norm.weight, self.mix_gain)
+        if self.wrap_gate is not None:
+            nn.init.zeros_(self.wrap_gate)
+        for layer in (self.ffn[0], self.ffn[2]):
+            layer.reset_parameters()
+
+    @torch.no_grad()
+    def _sum_init(self, noise: float = 0.1) -> None:
+        """Factor m's values start at 1 on the slot whose offset is 2^m (0-based m), ~0 elsewhere."""
+        for m, factor in enumerate(self.mixer.factors):
+            last = factor.weight_layers[1]
+            nn.init.normal_(last.weight, std=noise / math.sqrt(last.in_features))
+            nn.init.zeros_(last.bias)
+            jump = (self.offsets[m] == 2 ** m).nonzero()
+            if jump.numel():
+                last.bias[int(jump[0])] = 1.0
+
+    def gates(self, h: Tensor, batch: Optional[Tensor] = None) -> Optional[list[Tensor]]:
+        r"""The M wrap-gate tensors [N, K] (or [T, K] with ``batch``): 1 for edges inside the
+        sequence, :math:`\gamma_{m,k}` for edges that wrap."""
+        if self.wrap_gate is None:
+            return None
+        if batch is None:
+            n = h.size(-2)
+            pos = torch.arange(n, device=h.device)  # [N]
+            length = torch.full_like(pos, n)
+        else:
+            length = torch.bincount(batch)  # [B]
+            start = torch.cumsum(length, 0) - length
+            pos = torch.arange(batch.numel(), device=h.device) - start[batch]  # [T]
+            length = length[batch]  # [T]
+        src = pos[None, :, None] + self.offsets[:, None, :]  # [M, N, K]: source before the wrap
+        wrapped = (src < 0) | (src >= length[None, :, None])
+        gamma = self.wrap_gate.to(h.dtype)[:, None, :]  # [M, 1, K]
+        gate = torch.where(wrapped, gamma, torch.ones_like(gamma))  # [M, N, K]
+        return list(gate.unbind(0))
+
+    def forward(self, h: Tensor, batch: Optional[Tensor] = None,
+                return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
+        u = self.norm1(h)
+        weights: list[Tensor] = []
+        if self.mixing:
+            mixed = self.mixer(u, x=u, batch=batch, return_weights=return_weights,
+                               weight_gates=self.gates(h, batch))
+            if return_weights:
+                mixed, weights = mixed
+        else:
+            mixed = self.mixer.value(u)  # the same g, no factors
+        h = h + self.drop(self.mix_norm(mixed))
+        h = h + self.drop(self.ffn(self.norm2(h)))
+        return (h, weights) if return_weights else h
+
+    def extra_repr(self) -> str:
+        return (f"{self.channels}, ffn_channels={self.ffn_channels}, mix_init={self.mix_init!r}, "
+                f"wrap_gate={self.wrap_gate is not None}, mixing={self.mixing}")

@@ -1,0 +1,100 @@
+"""The improved recipe's options: validation errors, the schedule, and old runs loading as the
+paper block."""
+import json
+
+import pytest
+import torch
+
+from sparsemix.cli import main
+from sparsemix.nn import Paramixer, ParamixerEncoderLayer
+from sparsemix.train import TrainConfig, evaluate, load_model, train
+from sparsemix.train.checkpoint import load_checkpoint
+from sparsemix.train.config import LEGACY_DEFAULTS
+from sparsemix.train.recipe import lr_factor
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("block", "fancy", "--block must be one of encoder, paper"),
+    ("stem", "cnn", "--stem must be one of none, conv"),
+    ("stem_kernel", 0, "--stem-kernel must be an integer >= 1"),
+    ("optimizer", "sgd", "--optimizer must be one of adamw, adam"),
+    ("scheduler", "linear", "--scheduler must be one of constant, cosine, warmup-cosine"),
+    ("warmup_steps", -1, "--warmup-steps must be an integer >= 0"),
+    ("position_init", "zeros", "--position-init must be one of sinusoid, normal"),
+    ("mix_init", "ones", "--mix-init must be one of sum, stable, paper"),
+    ("mixing", "no", "--mixing must be true or false"),
+])
+def test_bad_options_are_named(field, value, message):
+    cfg = TrainConfig(task="order", out="x", **{field: value})
+    with pytest.raises(ValueError) as err:
+        cfg.validate()
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_option_combinations_are_checked():
+    with pytest.raises(ValueError, match="--mixing false"):
+        TrainConfig(task="order", out="x", mixing=False, block="paper").validate()
+    with pytest.raises(ValueError, match="--mixing false"):
+        TrainConfig(task="order", out="x", mixing=False, model="transformer").validate()
+    with pytest.raises(ValueError, match="--stem conv is an option of --model paramixer"):
+        TrainConfig(task="order", out="x", stem="conv", model="cdil-cnn").validate()
+
+
+def test_cli_reports_a_bad_block_in_one_line(tmp_path, capsys):
+    code = main(["train", "--task", "order", "--out", str(tmp_path / "r"), "--block", "x"])
+    err = capsys.readouterr().err.strip()
+    assert code != 0 and err.count("\n") == 0 and "--block must be one of" in err
+
+
+def test_warmup_cosine_schedule():
+    assert lr_factor(0, 100, warmup=10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, warmup=10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, warmup=10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, warmup=10) == pytest.approx(0.5)
+    assert lr_factor(100, 100, warmup=10) == pytest.approx(0.0, abs=1e-12)
+    # without warm-up it is the old cosine
+    assert lr_factor(25, 100) == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(torch.pi / 4)).item()))
+
+
+def _strip_new_fields(config: dict) -> dict:
+    return {k: v for k, v in config.items() if k not in LEGACY_DEFAULTS}
+
+
+def test_an_old_run_folder_loads_and_evaluates_as_the_paper_block(tmp_path):
+    # A run written before the encoder existed: same fields minus the new ones. Make one by training
+    # the paper block with the old recipe, then removing the new fields from every saved config.
+    out = tmp_path / "old"
+    cfg = TrainConfig(task="order", out=str(out), length=16, train_size=64, val_size=32,
+                      test_size=32, batch_size=16, channels=8, epochs=1, quiet=True, lr=1e-3,
+                      num_layers=1, weight_decay=0.0, scheduler="constant", **LEGACY_DEFAULTS)
+    results = train(cfg)
+    cfg_path = out / "config.json"
+    cfg_path.write_text(json.dumps(_strip_new_fields(json.loads(cfg_path.read_text()))))
+    for name in ("best.pt", "last.pt"):
+        ck = load_checkpoint(out / name)
+        ck["config"] = _strip_new_fields(ck["config"])
+        torch.save(ck, out / name)
+    loaded = TrainConfig.load(cfg_path)
+    assert loaded.block == "paper" and loaded.config_version == 1 and loaded.optimizer == "adam"
+    assert loaded.position_init == "normal" and loaded.stem == "none"
+    model, _, _ = load_model(str(out))
+    assert all(isinstance(b, Paramixer) for b in model.blocks) and model.block == "paper"
+    assert evaluate(str(out), "test")["accuracy"] == results["test"]["accuracy"]
+
+
+def test_new_configs_default_to_the_encoder(tmp_path):
+    cfg = TrainConfig(task="order", out=str(tmp_path / "new"))
+    assert cfg.block == "encoder" and cfg.config_version == 2
+    data = cfg.to_dict()
+    assert TrainConfig.from_dict(data).to_dict() == data  # a new config round-trips unchanged
+
+
+def test_the_stem_and_ablation_options_reach_the_model(tmp_path):
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    cfg = TrainConfig(task="order", out=str(tmp_path / "s"), length=16, train_size=8, val_size=8,
+                      test_size=8, stem="conv", stem_kernel=5, mixing=False)
+    model = build_model(cfg, build_task("order", cfg))
+    assert model.stem is not None and model.stem.kernel_size == 5
+    assert all(isinstance(b, ParamixerEncoderLayer) and not b.mixing for b in model.blocks)
