@@ -3,13 +3,15 @@
 Five species (E. coli, K. pneumoniae, V. cholerae, S. aureus, H. pylori), 3-5 strains each;
 whole strains are held out for validation and test, so the model must recognise a species in a
 strain it has never seen. Fragments are 256 bp to 4 kb (16 kb with ``--full``), drawn
-log-uniformly, on a random strand. Paramixer trains in variable-length mode (no padding: every
-fragment is mixed by its own topology) and is reported per length bucket next to a GC-content
-and 4-/6-mer logistic-regression baselines fitted in the same run on the same splits.
+log-uniformly, on a random strand. Paramixer (the encoder model with a local convolution stem,
+which sees k-mer-like features) trains in variable-length mode (no padding: every fragment is
+mixed by its own topology) and is reported per length bucket next to the same model with mixing
+switched off (identity factors: what the long-range mixing adds) and GC-content and 4-/6-mer
+logistic-regression baselines, all fitted in the same run on the same splits.
 
 Steps: fetch the pinned packages into the cache (``apt-get download``; ~30 MB, once) -> split
-strains and sample fragments (manifests) -> baselines -> train under a time budget -> test ->
-tables, figures, JSON and Markdown in ``--out``.
+strains and sample fragments (manifests) -> baselines -> train both models under one time budget
+(half each) -> test -> tables, figures, JSON and Markdown in ``--out``.
 
     python -m demos.dna_species --out runs/demo-dna-species            # <= 10 min on 2 CPU cores
     python -m demos.dna_species --out runs/dna-species-full --full      # longer, up to 16 kb
@@ -54,9 +56,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=None)
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--num-layers", type=int, default=None,
+                   help="encoder layers (default: sparsemix train's default)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sparsemix train's)")
+    p.add_argument("--stem", default="conv", choices=("conv", "none"),
+                   help="local convolution over the embedded bases (default conv: k-mer-like features)")
+    p.add_argument("--no-ablation", action="store_true",
+                   help="skip the mixing-off model (then the whole training budget goes to Paramixer)")
     p.add_argument("--protocol", default="chord", choices=("chord", "cdil"))
     p.add_argument("--reverse-complement", action="store_true", help="reverse-complement augmentation in training")
     p.add_argument("--seed", type=int, default=0)
@@ -88,12 +95,17 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     report.clear_previous_run(run, "dna-species")
 
+    report.clear_previous_run(out / "train-no-mixing", "dna-species")
+    given = {k: v for k, v in (("num_layers", args.num_layers), ("lr", args.lr)) if v is not None}
     cfg = TrainConfig(
         task="dna-species", out=str(run), length=s["length"], epochs=s["epochs"], seed=args.seed,
         protocol=args.protocol, device=args.device, train_size=s["train_size"],
-        val_size=s["val_size"], test_size=s["test_size"], batch_size=args.batch_size, lr=args.lr,
-        channels=args.channels, num_layers=args.num_layers, positional=False, pooling="mean",
-        reverse_complement=args.reverse_complement, extra={"min_length": s["min_length"]})
+        val_size=s["val_size"], test_size=s["test_size"], batch_size=args.batch_size,
+        channels=args.channels, positional=False, pooling="mean", stem=args.stem,
+        reverse_complement=args.reverse_complement, extra={"min_length": s["min_length"]}, **given)
+    # the ablation: the same model, data, seed and steps budget with identity factors
+    ablation = None if args.no_ablation else TrainConfig(
+        **{**cfg.to_dict(), "out": str(out / "train-no-mixing"), "mixing": False})
 
     # 1. data: fetch (first run only), split strains, sample, write manifests
     print(f"[1/5] genomes: cache {cache_dir()} (set SPARSEMIX_CACHE to move it)", flush=True)
@@ -119,25 +131,31 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         print(f"      {name:6s} test accuracy {r['buckets']['all']['accuracy']:.3f}")
     t_base = time.perf_counter() - t0
 
-    # 3. train under what is left of the budget
+    # 3. train under what is left of the budget (split evenly with the ablation)
+    runs = [cfg] + ([ablation] if ablation is not None else [])
+    what = (f"Paramixer ({cfg.channels} channels, {cfg.num_layers} {cfg.block} layer(s), "
+            f"{cfg.protocol}, stem {cfg.stem})" + (" and the same with mixing off" if ablation else ""))
     if s["budget_s"] is not None:
-        left = s["budget_s"] - (time.perf_counter() - t_start) - s["reserve_s"]
-        cfg.time_budget_s = max(30.0, left)
-        print(f"[3/5] training Paramixer ({args.channels} channels, {args.num_layers} block(s), "
-              f"{args.protocol}); training-time budget {cfg.time_budget_s:.0f} s", flush=True)
+        left = s["budget_s"] - (time.perf_counter() - t_start) - s["reserve_s"] * len(runs)
+        for c in runs:
+            c.time_budget_s = max(30.0, left / len(runs))
+        print(f"[3/5] training {what}; training-time budget {cfg.time_budget_s:.0f} s each", flush=True)
     else:
-        print(f"[3/5] training Paramixer for {cfg.epochs} epochs", flush=True)
+        print(f"[3/5] training {what} for {cfg.epochs} epochs", flush=True)
     t0 = time.perf_counter()
     results = train(cfg)
+    ablation_results = train(ablation) if ablation is not None else None
     t_train = time.perf_counter() - t0
 
     # 4. test per length bucket, figures
     print("[4/5] testing and plotting", flush=True)
     edges = task.meta["bucket_edges"]
     pred = predict(str(run), "test")
-    rows = {"Paramixer": report.model_buckets(pred, edges),
-            "6-mer LR": base["kmer6"]["buckets"], "4-mer LR": base["kmer4"]["buckets"],
-            "GC LR": base["gc"]["buckets"]}
+    rows = {"Paramixer": report.model_buckets(pred, edges)}
+    if ablation is not None:
+        rows["Paramixer, mixing off"] = report.model_buckets(predict(ablation.out, "test"), edges)
+    rows.update({"6-mer LR": base["kmer6"]["buckets"], "4-mer LR": base["kmer4"]["buckets"],
+                 "GC LR": base["gc"]["buckets"]})
     buckets = [k for k in rows["Paramixer"] if k != "all"] + ["all"]
     table = report.markdown_table(rows, buckets)
     names = task.class_names
@@ -169,10 +187,15 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     summary = {
         "task": "dna-species", "classes": names, "settings": s, "seed": args.seed,
         "threads": torch.get_num_threads(), "model": {
-            "name": "paramixer", "channels": args.channels, "num_layers": args.num_layers,
+            "name": "paramixer", "channels": cfg.channels, "num_layers": cfg.num_layers,
+            "block": cfg.block, "stem": cfg.stem, "lr": cfg.lr,
             "protocol": args.protocol, "parameters": results["parameters"],
-            "epochs_done": results["epochs_done"], "best_epoch": results["best_epoch"],
-            "stopped": results["stopped"]},
+            "steps": results["steps"], "epochs_done": results["epochs_done"],
+            "best_epoch": results["best_epoch"], "stopped": results["stopped"]},
+        "ablation": None if ablation_results is None else {
+            "mixing": False, "steps": ablation_results["steps"],
+            "epochs_done": ablation_results["epochs_done"], "stopped": ablation_results["stopped"],
+            "throughput": report.training_throughput(ablation_results)},
         "test_accuracy": {name: per["all"]["accuracy"] for name, per in rows.items()},
         "buckets": rows, "confusion": cm.tolist(), "confusion_kmer6": cm6.tolist(),
         "baseline_l2": {k: v["l2"] for k, v in base.items()},

@@ -18,7 +18,15 @@ def test_demo_writes_its_tables_figures_and_the_trainers_throughput(fake_catalog
                  "confusion_kmer6.png", "fragment_weights.png"):
         assert (out / name).stat().st_size > 0, name
     assert json.loads((out / "results.json").read_text()) == summary
-    assert set(summary["test_accuracy"]) == {"Paramixer", "6-mer LR", "4-mer LR", "GC LR"}
+    assert set(summary["test_accuracy"]) == {"Paramixer", "Paramixer, mixing off", "6-mer LR",
+                                             "4-mer LR", "GC LR"}
+    # the ablation is the same run with identity factors: same data and options, mixing off
+    mixed = json.loads((out / "train" / "config.json").read_text())
+    unmixed = json.loads((out / "train-no-mixing" / "config.json").read_text())
+    assert mixed["mixing"] is True and unmixed["mixing"] is False and mixed["stem"] == "conv"
+    assert {k: v for k, v in mixed.items() if k not in ("out", "mixing")} == \
+        {k: v for k, v in unmixed.items() if k not in ("out", "mixing")}
+    assert summary["ablation"]["steps"] == summary["model"]["steps"]  # one epoch each
     trained = json.loads((out / "train" / "results.json").read_text())
     thr = summary["throughput"]
     assert thr["fragments"] == trained["throughput"]["samples"] == 40  # one epoch: every fragment once
