@@ -205,7 +205,10 @@ def _sparsemix_train(out: Path, epochs: int, procs: int, resume: bool = False) -
 
     args = ["train", "--task", "adding-varlen", "--out", str(out), "--length", "64",
             "--train-size", "40", "--val-size", "8", "--test-size", "8", "--batch-size", "8",
-            "--epochs", str(epochs), "--seed", "3", "--dropout", "0", "--device", "cpu"]
+            "--epochs", str(epochs), "--seed", "3", "--dropout", "0", "--device", "cpu",
+            # the default warm-up + cosine spans the run's --epochs, so a run resumed to more epochs
+            # follows another schedule by design; a constant rate compares the mechanics alone
+            "--scheduler", "constant"]
     if resume:
         args.append("--resume")
     if procs == 1:

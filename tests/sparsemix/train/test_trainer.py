@@ -37,9 +37,9 @@ def _log(out):
 @pytest.mark.slow
 def test_learning_happens(tmp_path):
     # Temporal Order needs mixing (mean pooling cannot tell XY from YX without it); N = 8 is quick
-    cfg = TrainConfig(task="order", out=str(tmp_path / "a"), length=8, train_size=256,
-                      val_size=128, test_size=128, batch_size=32, channels=16, epochs=5, lr=3e-3,
-                      quiet=True)
+    cfg = TrainConfig(task="order", out=str(tmp_path / "a"), length=8, train_size=1024,
+                      val_size=128, test_size=128, batch_size=32, channels=16, epochs=5,
+                      quiet=True)  # the default model and recipe, 160 steps
     results = train(cfg)
     log = _log(cfg.out)
     assert [r["epoch"] for r in log] == list(range(1, 6))
