@@ -304,7 +304,8 @@ def plot(rows: list[dict], args, out: Path) -> None:
             if pts:
                 ax.plot(*zip(*pts), marker="o", color=colors[m], label=m)
             if miss:
-                ax.scatter(*zip(*miss), marker="x", color=colors[m])
+                ax.scatter(*zip(*miss), marker="x", color=colors[m],
+                           label=None if pts else f"{m} (not solved)")
         ax.set_xlabel("log2 N")
         ax.set_ylabel("steps to solve (x: not solved, steps run)")
         ax.set_title(task)

@@ -1,4 +1,4 @@
-"""Which parts of the encoder model make it learn: one change at a time, Temporal Order.
+"""Which parts of the encoder model make it learn: one change at a time (Temporal Order or Adding).
 
 Runs variants of the improved Paramixer model (``block="encoder"``), each with one part switched
 back (no mixing LayerNorm, the paper block's factor init, N(0, 1) positions, mixing off, ...), plus
@@ -40,6 +40,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--lengths", type=int, nargs="+", default=[7], help="log2 N (default: 7)")
+    p.add_argument("--task", default="order", choices=learning.TASKS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -57,14 +58,15 @@ def main(argv=None) -> int:
         for name in args.variants:
             for seed in args.seeds:
                 run_args.seed = seed
-                r = learning.run_one(run_args, "order", k, name)
+                r = learning.run_one(run_args, args.task, k, name)
                 r["seed"] = seed
                 rows.append(r)
                 print(f"N=2^{k} {name:20s} seed {seed}: "
                       + (f"solved at {r['solved_step']}" if r["solved_step"] else
                          f"{r['final_error_pct']:.1f} % after {r['steps']}"), flush=True)
                 (out / "ablation.json").write_text(json.dumps(rows, indent=1) + "\n")
-    lines = [f"# Encoder ablation: Temporal Order, {args.steps} steps, lr {args.lr:g}, seeds "
+    title = "Temporal Order" if args.task == "order" else "Adding"
+    lines = [f"# Encoder ablation: {title}, {args.steps} steps, lr {args.lr:g}, seeds "
              f"{args.seeds} ({(time.perf_counter() - t0) / 60:.1f} min)", "",
              "Command: `python benchmarks/learning_ablation.py " + " ".join(argv or sys.argv[1:]) + "`",
              "", "| N | variant | steps to solve (per seed) | error % at the end (per seed) | median end error % |",

@@ -9,7 +9,8 @@ from . import reference
 from .nn import LocalConvStem, Paramixer, ParamixerEncoderLayer, SparseFactorConv
 
 __version__ = "0.1.0"
-__all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem", "SequenceClassifier", "reference", "__version__"]
+__all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem",
+           "SequenceClassifier", "reference", "__version__"]
 
 
 def __getattr__(name: str):

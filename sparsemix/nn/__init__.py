@@ -1,4 +1,5 @@
-"""Learnable layers: the sparse factor and the Paramixer block, plus their shared helpers."""
+"""Learnable layers: the sparse factor, the Paramixer block, its encoder layer and the conv stem,
+plus their shared helpers."""
 from .backends import BACKENDS
 from .local_conv_stem import LocalConvStem
 from .paramixer import Paramixer
@@ -7,4 +8,5 @@ from .sequences import sequence_lengths
 from .sparse_factor_conv import SparseFactorConv
 from .stacked_weights import stacked_weights
 
-__all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem", "stacked_weights", "sequence_lengths", "BACKENDS"]
+__all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem",
+           "stacked_weights", "sequence_lengths", "BACKENDS"]

@@ -80,6 +80,10 @@ def test_an_old_run_folder_loads_and_evaluates_as_the_paper_block(tmp_path):
     model, _, _ = load_model(str(out))
     assert all(isinstance(b, Paramixer) for b in model.blocks) and model.block == "paper"
     assert evaluate(str(out), "test")["accuracy"] == results["test"]["accuracy"]
+    # and it resumes from the command line as the same (paper-block) run
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    assert TrainConfig.load(cfg_path).block == "paper"
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
 
 
 def test_new_configs_default_to_the_encoder(tmp_path):
