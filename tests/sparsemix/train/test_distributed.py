@@ -207,6 +207,8 @@ def _sparsemix_train(out: Path, epochs: int, procs: int, resume: bool = False) -
             "--epochs", str(epochs), "--seed", "3", "--dropout", "0", "--device", "cpu"]
     if resume:
         args.append("--resume")
+    else:  # constant rate: a decaying schedule spans --epochs, which the resume here extends
+        args += ["--scheduler", "constant"]
     if procs == 1:
         cmd = [sys.executable, "-m", "sparsemix", *args]
     else:  # --standalone: single-node rendezvous on a free local port
