@@ -211,8 +211,6 @@ def _sparsemix_train(out: Path, epochs: int, procs: int, resume: bool = False) -
             "--scheduler", "constant"]
     if resume:
         args.append("--resume")
-    else:  # constant rate: a decaying schedule spans --epochs, which the resume here extends
-        args += ["--scheduler", "constant"]
     if procs == 1:
         cmd = [sys.executable, "-m", "sparsemix", *args]
     else:  # --standalone: single-node rendezvous on a free local port
