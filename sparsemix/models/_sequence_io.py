@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
-from ..nn import sequence_lengths
+from ..nn import positions_in_sequence, sequence_lengths
 
 POOLINGS = ("mean", "cls", "flatten")
 POSITION_INITS = ("normal", "sinusoid")
@@ -38,13 +38,6 @@ def check_pooling(pooling: str) -> str:
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     return pooling
-
-
-def positions_in_sequence(batch: Tensor) -> Tensor:
-    """LongTensor [T]: the position of every element inside its own sequence."""
-    lengths = sequence_lengths(batch)
-    start = torch.cumsum(lengths, 0) - lengths
-    return torch.arange(batch.numel(), device=batch.device) - start[batch]
 
 
 class InputEmbedding(nn.Module):
@@ -113,7 +106,7 @@ class InputEmbedding(nn.Module):
                 if batch.numel() != inputs.size(0):
                     raise ValueError(f"batch has {batch.numel()} entries but the input has "
                                      f"{inputs.size(0)} elements")
-                pos = positions_in_sequence(batch)
+                pos, _ = positions_in_sequence(batch)
                 if pos.numel() and int(pos.max()) >= self.max_len:
                     raise ValueError(f"a sequence is longer than max_len = {self.max_len}")
                 h = h + self.positions(pos)

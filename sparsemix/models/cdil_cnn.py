@@ -10,8 +10,8 @@ from torch.nn.utils.parametrizations import weight_norm
 
 import topologies
 
-from ..nn import sequence_lengths
-from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool, positions_in_sequence
+from ..nn import positions_in_sequence
+from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool
 
 
 def circular_taps(h: Tensor, dilation: int, kernel_size: int,
@@ -28,9 +28,9 @@ def circular_taps(h: Tensor, dilation: int, kernel_size: int,
     offsets = [(j - half) * dilation for j in range(kernel_size)]
     if batch is None:
         return torch.cat([torch.roll(h, -o, dims=1) for o in offsets], dim=-1)
-    lengths = sequence_lengths(batch)
-    start = (torch.cumsum(lengths, 0) - lengths)[batch]  # [T]
-    pos, n = positions_in_sequence(batch), lengths[batch]
+    pos, lengths = positions_in_sequence(batch)
+    n = lengths[batch]  # [T] each element's sequence length
+    start = torch.arange(batch.numel(), device=h.device) - pos  # [T] its sequence's first row
     return torch.cat([h[start + torch.remainder(pos + o, n)] for o in offsets], dim=-1)
 
 

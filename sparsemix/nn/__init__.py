@@ -4,9 +4,9 @@ from .backends import BACKENDS
 from .local_conv_stem import LocalConvStem
 from .paramixer import Paramixer
 from .paramixer_encoder_layer import ParamixerEncoderLayer
-from .sequences import sequence_lengths
+from .sequences import positions_in_sequence, sequence_lengths
 from .sparse_factor_conv import SparseFactorConv
 from .stacked_weights import stacked_weights
 
 __all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem",
-           "stacked_weights", "sequence_lengths", "BACKENDS"]
+           "stacked_weights", "sequence_lengths", "positions_in_sequence", "BACKENDS"]

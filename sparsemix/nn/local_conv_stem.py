@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._checks import check_channels
+from .sequences import positions_in_sequence
 
 
 class LocalConvStem(nn.Module):
@@ -53,9 +54,8 @@ class LocalConvStem(nn.Module):
             padded = F.pad(h, (0, 0, left, k - 1 - left))  # [B, N + k - 1, C]
             n = h.size(-2)
             return torch.cat([padded[..., j:j + n, :] for j in range(k)], dim=-1)
-        lengths = torch.bincount(batch)
-        start = (torch.cumsum(lengths, 0) - lengths)[batch]  # [T] first row of each element's sequence
-        pos = torch.arange(batch.numel(), device=h.device) - start  # [T] position inside it
+        pos, lengths = positions_in_sequence(batch)  # [T] position inside its sequence, [B]
+        start = torch.arange(batch.numel(), device=h.device) - pos  # [T] its sequence's first row
         n = lengths[batch]
         cols = []
         for o in self.offsets():

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 import topologies
 
 from ._checks import check_channels
+from .sequences import positions_in_sequence
 from .paramixer import Paramixer
 
 MIX_INITS = ("sum", "stable", "paper")
@@ -157,9 +158,7 @@ class ParamixerEncoderLayer(nn.Module):
             pos = torch.arange(n, device=h.device)  # [N]
             length = torch.full_like(pos, n)
         else:
-            length = torch.bincount(batch)  # [B]
-            start = torch.cumsum(length, 0) - length
-            pos = torch.arange(batch.numel(), device=h.device) - start[batch]  # [T]
+            pos, length = positions_in_sequence(batch)  # [T], [B]
             length = length[batch]  # [T]
         src = pos[None, :, None] + self.offsets[:, None, :]  # [M, N, K]: source before the wrap
         wrapped = (src < 0) | (src >= length[None, :, None])

@@ -43,3 +43,11 @@ def sequence_lengths(batch: Tensor, num_nodes: Optional[int] = None) -> Tensor:
     vector (of ``num_nodes`` entries when given) or if a sequence in ``0..B-1`` has no nodes.
     """
     return lengths_and_key(batch, num_nodes)[0]
+
+
+def positions_in_sequence(batch: Tensor) -> tuple[Tensor, Tensor]:
+    """Every element's position inside its own sequence [T], and every sequence's length [B], for a
+    sorted PyG ``batch`` vector [T] (checked as :func:`sequence_lengths` checks it)."""
+    lengths = sequence_lengths(batch)
+    start = torch.cumsum(lengths, 0) - lengths  # [B] first row of each sequence
+    return torch.arange(batch.numel(), device=batch.device) - start[batch], lengths
