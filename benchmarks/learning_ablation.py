@@ -32,6 +32,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "mixing off": ("paramixer", {**ENCODER, "mixing": False}),
     "wrap gate": ("paramixer", {**ENCODER, "wrap_gate": True}),
     "1 layer": ("paramixer", {**ENCODER, "num_layers": 1}),
+    "mix gain 1": ("paramixer", {**ENCODER, "mix_gain": 1.0}),
+    "positions on": ("paramixer", {**ENCODER, "positional": True}),
     "paper block": learning.MODELS["paramixer-paper"],
     "transformer": learning.MODELS["transformer"],
 }

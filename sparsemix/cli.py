@@ -50,6 +50,10 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _bool_or_auto(text: str) -> Optional[bool]:
+    return None if text.lower() == "auto" else _bool(text)
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -103,7 +107,12 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                     "(ablation; --block encoder)"),
     (["--mix-init"], "mix_init", str, "factor init: sum (encoder: factor m starts as I + shift by "
                                       "2^m, so the product sums everything), stable or paper"),
-    (["--positional"], "positional", _bool, "learned position embedding, true/false"),
+    (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
+                                                    "auto (default: off for tasks whose target "
+                                                    "ignores positions, e.g. adding; else on)"),
+    (["--mix-gain"], "mix_gain", _positive_float, "initial gain of the encoder's LayerNorm on the "
+                                                  "mixing output (default 0.1: the mixing starts "
+                                                  "small beside the per-element features)"),
     (["--position-init"], "position_init", str, "initial positions: sinusoid or normal"),
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: embedding (the "
                                               "paper) or state (the block's input)"),

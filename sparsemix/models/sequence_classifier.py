@@ -62,6 +62,8 @@ class SequenceClassifier(nn.Module):
             :class:`~sparsemix.models._sequence_io.InputEmbedding`). (default: ``"normal"``)
         mix_init (str): Factor init of the encoder layers, ``"sum"``, ``"stable"`` or ``"paper"``
             (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
+        mix_gain (float): Initial gain of the encoder layers' LayerNorm on the mixing output.
+            (default: ``0.1``)
         **block_kwargs: Passed on to every :class:`~sparsemix.Paramixer` (``num_factors``, ``radius``,
             ``init``, ``checkpoint_weights``, ...).
 
@@ -77,7 +79,8 @@ class SequenceClassifier(nn.Module):
                  dropout: float = 0.0, positional: bool = False, weights_from: str = "embedding",
                  backend: str = "auto", block: str = "paper", stem: str = "none",
                  stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
-                 position_init: str = "normal", mix_init: str = "sum", **block_kwargs: Any) -> None:
+                 position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.1,
+                 **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)
         if weights_from not in WEIGHTS_FROM:
@@ -118,6 +121,7 @@ class SequenceClassifier(nn.Module):
                 ParamixerEncoderLayer(channels, max_len=mixed_len, protocol=protocol,
                                       hidden_channels=hidden_channels, ffn_channels=ffn_channels,
                                       dropout=dropout, mixing=mixing, mix_init=mix_init,
+                                      mix_gain=mix_gain,
                                       backend=backend,
                                       **block_kwargs)
                 for _ in range(num_layers))

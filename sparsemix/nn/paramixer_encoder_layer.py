@@ -73,9 +73,12 @@ class ParamixerEncoderLayer(nn.Module):
         mix_norm (bool, optional): LayerNorm on the mixing's output (see above). (default: ``True``)
         mix_init (str, optional): ``"sum"``, ``"stable"`` or ``"paper"`` (see above).
             (default: ``"sum"``)
-        mix_gain (float, optional): Initial gain of :math:`\mathrm{LN}_{\mathrm{mix}}` (a small value
-            keeps the mixing branch, which starts as the same per-sequence vector at every
-            element, from drowning the per-element features at initialisation). (default: ``1.0``)
+        mix_gain (float, optional): Initial gain of :math:`\mathrm{LN}_{\mathrm{mix}}`. With the
+            ``"sum"`` init the mixing branch starts as the same per-sequence vector at every
+            element; at gain 1 it drowns the per-element features (two markers among :math:`N`
+            elements), at 0.1 the layer starts close to its FFN path and the mixing grows where it
+            helps (Adding went from not learning to solved at :math:`N \le 2^9`, docs/learning.md).
+            (default: ``0.1``)
         wrap_gate (bool, optional): Multiply every factor value whose edge wraps around the end of
             its sequence (source :math:`i + o_k \notin [0, n)`) by a learned per-(factor, slot) scalar
             :math:`\gamma_{m,k}` that starts at 0 (see above). ``False``: the circular factors
@@ -95,13 +98,16 @@ class ParamixerEncoderLayer(nn.Module):
     def __init__(self, channels: int, max_len: Optional[int] = None, protocol: str = "chord",
                  hidden_channels: Optional[int] = None, ffn_channels: Optional[int] = None,
                  dropout: float = 0.0, mix_norm: bool = True, mix_init: str = "sum",
-                 wrap_gate: bool = False, mix_gain: float = 1.0, mixing: bool = True,
+                 wrap_gate: bool = False, mix_gain: float = 0.1, mixing: bool = True,
                  **mixer_kwargs) -> None:
         super().__init__()
         check_channels(channels, "channels")
         check_channels(ffn_channels, "ffn_channels", optional=True)
         if "init" in mixer_kwargs:
             raise ValueError("ParamixerEncoderLayer sets its factors' init with mix_init, not init")
+        if isinstance(mix_gain, bool) or not isinstance(mix_gain, (int, float)) \
+                or not 0.0 < mix_gain < math.inf:
+            raise ValueError(f"mix_gain must be a positive number, got {mix_gain!r}")
         if mix_init not in MIX_INITS:
             raise ValueError(f"mix_init must be one of {MIX_INITS}, got {mix_init!r}")
         self.channels = channels

@@ -59,28 +59,33 @@ def load_all() -> None:
 
 @dataclass(frozen=True)
 class TaskOptions:
-    """What a task reads beyond the common options: its ``extra`` keys (None: any) and whether
-    it takes ``--fasta`` files."""
+    """What a task reads beyond the common options: its ``extra`` keys (None: any), whether it
+    takes ``--fasta`` files, and whether its target ignores where things are in the sequence
+    (``order_free``: then ``--positional auto``, the default, adds no position embedding)."""
 
     extras: Optional[frozenset] = None
     fasta: bool = False
+    order_free: bool = False
 
 
 TASK_OPTIONS: dict[str, TaskOptions] = {}
 
 
-def register_task(name: str, extras: Optional[Iterable[str]] = None,
-                  fasta: bool = False) -> Callable[[TaskBuilder], TaskBuilder]:
+def register_task(name: str, extras: Optional[Iterable[str]] = None, fasta: bool = False,
+                  order_free: bool = False) -> Callable[[TaskBuilder], TaskBuilder]:
     """Decorator: make ``build`` available as ``sparsemix train --task NAME``.
 
     ``extras``: the ``extra`` keys the task reads (others are refused; None accepts any);
-    ``fasta``: whether the task reads ``--fasta`` files (else giving them is an error).
+    ``fasta``: whether the task reads ``--fasta`` files (else giving them is an error);
+    ``order_free``: the target is a function of the set of elements, not of their positions
+    (Adding), so the default model has no position embedding.
     """
     def wrap(build: TaskBuilder) -> TaskBuilder:
         if name in TASKS:
             raise ValueError(f"task {name!r} is registered twice")
         TASKS[name] = build
-        TASK_OPTIONS[name] = TaskOptions(None if extras is None else frozenset(extras), fasta)
+        TASK_OPTIONS[name] = TaskOptions(None if extras is None else frozenset(extras), fasta,
+                                         order_free)
         return build
     return wrap
 

@@ -166,7 +166,7 @@ def _splits(cfg: Any, draw: Callable[[int, int], tuple[Any, Tensor]]) -> dict[st
             for name, size in zip(("train", "val", "test"), sizes)}
 
 
-@register_task("adding", extras=())
+@register_task("adding", extras=(), order_free=True)
 def build_adding(cfg: Any) -> TaskData:
     """Adding problem at fixed length ``--length`` (default 128); regression with MSE."""
     n = _length(cfg, 128)
@@ -184,7 +184,7 @@ def build_order(cfg: Any) -> TaskData:
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
 
-@register_task("adding-varlen", extras=("varlen_base",))
+@register_task("adding-varlen", extras=("varlen_base",), order_free=True)
 def build_adding_varlen(cfg: Any) -> TaskData:
     """Variable-length Adding: ``--length`` is the maximum length (default 1024); lengths are
     ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}`` (≈ ChordMixer's

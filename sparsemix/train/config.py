@@ -74,7 +74,8 @@ class TrainConfig:
     stem_kernel: int = 7
     mixing: bool = True
     mix_init: str = "sum"
-    positional: bool = True
+    mix_gain: float = 0.1
+    positional: Optional[bool] = None  # None: the task's default (resolved_positional)
     position_init: str = "sinusoid"
     weights_from: str = "embedding"
     num_heads: int = 1
@@ -116,6 +117,9 @@ class TrainConfig:
         _choice("--optimizer", self.optimizer, OPTIMIZERS)
         _choice("--position-init", self.position_init, POSITION_INITS)
         _choice("--mix-init", self.mix_init, MIX_INITS)
+        if self.positional is not None and not isinstance(self.positional, bool):
+            raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")
+        _float("--mix-gain", self.mix_gain, 0.0, strict=True)
         if not isinstance(self.mixing, bool):
             raise ValueError(f"--mixing must be true or false, got {self.mixing!r}")
         if not self.mixing and (self.model != "paramixer" or self.block != "encoder"):
@@ -151,6 +155,17 @@ class TrainConfig:
         except TypeError as err:
             raise ValueError(f"the config must be JSON-serialisable: {err}") from None
         return self
+
+    def resolved_positional(self) -> bool:
+        """``positional``, or where it is None ("auto") the task's default: a learned position
+        embedding unless the task's target ignores positions (Adding: ``order_free``), where
+        positions are only noise the model must learn to ignore (docs/learning.md)."""
+        if self.positional is not None:
+            return self.positional
+        from ..tasks.base import TASK_OPTIONS, TaskOptions, load_all
+
+        load_all()
+        return not TASK_OPTIONS.get(self.task, TaskOptions()).order_free
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
         input_dim=task.input_dim if task.input == "continuous" else None,
         variable_length=task.variable_length, channels=cfg.channels, num_layers=cfg.num_layers,
         hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
-        positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
+        positional=cfg.resolved_positional(), protocol=cfg.protocol, backend=cfg.backend,
         weights_from=cfg.weights_from, num_heads=cfg.num_heads,
         cdil_layers=cfg.extra.get("cdil_layers"), **model_options(cfg))
 
@@ -59,7 +59,7 @@ def model_options(cfg: TrainConfig) -> dict:
     if cfg.model == "paramixer":
         opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing)
         if cfg.block == "encoder":
-            opts["mix_init"] = cfg.mix_init
+            opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain)
         elif cfg.mix_init == "paper":
             opts["init"] = "paper"
     return opts

@@ -2,6 +2,7 @@
 factors, and the "sum" init's product is the all-ones matrix."""
 import pytest
 import torch
+from torch import nn
 
 import sparsemix
 from sparsemix.nn import ParamixerEncoderLayer
@@ -106,3 +107,13 @@ def test_bad_options():
         ParamixerEncoderLayer(8, max_len=16, mix_init="ones")
     with pytest.raises(ValueError, match="mix_init, not init"):
         ParamixerEncoderLayer(8, max_len=16, init="paper")
+    for gain in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="mix_gain must be a positive number"):
+            ParamixerEncoderLayer(8, max_len=16, mix_gain=gain)
+
+
+def test_mix_gain_sets_the_mixing_norm_and_survives_reset():
+    layer = ParamixerEncoderLayer(8, max_len=16, mix_gain=0.25)
+    nn.init.ones_(layer.mix_norm.weight)
+    layer.reset_parameters()
+    assert torch.equal(layer.mix_norm.weight, torch.full((8,), 0.25))

@@ -23,6 +23,8 @@ from sparsemix.train.recipe import lr_factor
     ("position_init", "zeros", "--position-init must be one of sinusoid, normal"),
     ("mix_init", "ones", "--mix-init must be one of sum, stable, paper"),
     ("mixing", "no", "--mixing must be true or false"),
+    ("positional", "yes", "--positional must be true, false or auto"),
+    ("mix_gain", 0.0, "--mix-gain must be"),
 ])
 def test_bad_options_are_named(field, value, message):
     cfg = TrainConfig(task="order", out="x", **{field: value})
@@ -102,3 +104,34 @@ def test_the_stem_and_ablation_options_reach_the_model(tmp_path):
     model = build_model(cfg, build_task("order", cfg))
     assert model.stem is not None and model.stem.kernel_size == 5
     assert all(isinstance(b, ParamixerEncoderLayer) and not b.mixing for b in model.blocks)
+
+
+def test_positions_default_per_task_and_the_run_folder_records_the_choice(tmp_path):
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    assert TrainConfig(task="adding").resolved_positional() is False  # a sum over a set
+    assert TrainConfig(task="adding-varlen").resolved_positional() is False
+    assert TrainConfig(task="order").resolved_positional() is True
+    assert TrainConfig(task="adding", positional=True).resolved_positional() is True
+    cfg = TrainConfig(task="adding", out=str(tmp_path / "a"), length=16, train_size=8, val_size=8,
+                      test_size=8, epochs=1, quiet=True)
+    assert build_model(cfg, build_task("adding", cfg)).embed.positions is None
+    train(cfg)
+    saved = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert saved["positional"] is False  # resolved, not "auto", so the folder says what it built
+    train(TrainConfig(**{**saved, "resume": True, "epochs": 2}))  # resumes with the same identity
+
+
+def test_cli_positional_auto_and_mix_gain_reach_the_model(tmp_path):
+    from sparsemix.cli import build_parser
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    args = build_parser().parse_args(["train", "--task", "order", "--out", "x",
+                                      "--positional", "auto", "--mix-gain", "0.5"])
+    assert args.positional is None and args.mix_gain == 0.5
+    cfg = TrainConfig(task="order", out=str(tmp_path / "g"), length=16, train_size=8, val_size=8,
+                      test_size=8, mix_gain=0.5)
+    model = build_model(cfg, build_task("order", cfg))
+    assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.5)) for b in model.blocks)

@@ -1,0 +1,41 @@
+"""The learning benchmark end to end at a toy size: every model on both tasks, its files, and that
+running the runs in parallel worker processes gives exactly the rows of one process."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import learning  # noqa: E402
+
+_TOY = ["--lengths", "4", "--max-steps", "4", "--eval-every", "2", "--val-size", "8",
+        "--batch-size", "4", "--budgets", "2", "4", "--warmup-steps", "1", "--no-progress"]
+_DETERMINISTIC = ("task", "log2_length", "model", "steps", "stopped", "curve_errors", "parameters")
+
+
+def _rows(out: Path) -> list[dict]:
+    rows = json.loads((out / "learning.json").read_text())["rows"]
+    for r in rows:
+        r["curve_errors"] = [e for _, e, _ in r["curve"]]
+    return [{k: r[k] for k in _DETERMINISTIC} for r in rows]
+
+
+def test_every_model_and_task_runs_and_parallel_jobs_match_one_process(tmp_path):
+    assert learning.main(_TOY + ["--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
+    one = _rows(tmp_path / "one")
+    assert len(one) == len(learning.TASKS) * len(learning.MODELS)
+    assert all(r["steps"] == 4 and len(r["curve_errors"]) == 3 for r in one)  # steps 0, 2, 4
+    for name in ("learning.md", "learning-curves.png", "learning-steps.png"):
+        assert (tmp_path / "one" / name).stat().st_size > 0
+    assert "Adding: validation error % at step budgets" in (tmp_path / "one" / "learning.md").read_text()
+
+    two = tmp_path / "two"
+    assert learning.main(_TOY + ["--out", str(two), "--jobs", "2", "--tasks", "adding",
+                                 "--models", "paramixer-encoder", "cdil-cnn"]) == 0
+    assert _rows(two) == [r for r in one if r["task"] == "adding"
+                          and r["model"] in ("paramixer-encoder", "cdil-cnn")]
+
+
+def test_adding_models_have_no_positions_and_order_models_do():
+    order = learning.build("paramixer-encoder", "order", 16, 8, "mean")
+    adding = learning.build("paramixer-encoder", "adding", 16, 8, "mean")
+    assert order.embed.positions is not None and adding.embed.positions is None
