@@ -49,7 +49,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sparsemix.models import build_model  # noqa: E402
+from sparsemix.tasks.base import TASK_OPTIONS as TASK_REGISTRY, load_all  # noqa: E402
 from sparsemix.tasks.synthetic import ADDING_TOLERANCE, adding, temporal_order  # noqa: E402
+from sparsemix.train.config import TASK_DEFAULTABLE  # noqa: E402
 from sparsemix.train.recipe import lr_factor  # noqa: E402
 
 TASKS = ("order", "adding")
@@ -61,10 +63,16 @@ MODELS: dict[str, tuple[str, dict]] = {
     "transformer": ("transformer", {"num_layers": 2, "num_heads": 1, "position_init": "sinusoid"}),
     "cdil-cnn": ("cdil-cnn", {"positional": False}),  # convolutions see relative order themselves
 }
-# Per task, under the models' own options: learned positions for Order (the paper's APC); none for
-# Adding, whose target is a sum over a set (the paper's Adding models have none either), where
-# positions are only noise every model has to learn to ignore.
-TASK_OPTIONS: dict[str, dict] = {"order": {"positional": True}, "adding": {"positional": False}}
+
+
+def task_options(task: str) -> dict:
+    """The model options ``sparsemix train`` uses for ``task`` when left at auto (learned positions
+    for Order; none for Adding, a sum over a set, as in the paper's Adding setup, and a smaller
+    initial mixing gain): given to every model, under its own options in :data:`MODELS`."""
+    load_all()
+    return {**TASK_DEFAULTABLE, **TASK_REGISTRY[task].model_defaults}
+
+
 SOLVED_ERROR_PCT = 1.0  # Order: accuracy >= 99 %; Adding: <= 1 % of |y_hat - y| >= 0.04
 CHANCE_PCT = {"order": 75.0, "adding": None}
 
@@ -130,7 +138,7 @@ def build(name: str, task: str, n: int, channels: int, pooling: str) -> torch.nn
     io = ({"vocab_size": 6, "num_classes": 4} if task == "order"
           else {"input_dim": 2, "num_classes": 1})
     return build_model(model, max_len=n, channels=channels, pooling=pooling,
-                       **{"num_layers": 1, **TASK_OPTIONS[task], **opts}, **io)
+                       **{"num_layers": 1, **task_options(task), **opts}, **io)
 
 
 def loss_fn(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -45,9 +45,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--time-budget-s", type=float, default=900.0,
                    help="training-step time budget in seconds (0: none)")
     p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--num-layers", type=int, default=1)
+    p.add_argument("--num-layers", type=int, default=None,
+                   help="encoder layers (default: sparsemix train's default)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sparsemix train's)")
+    p.add_argument("--stem", default="conv", choices=("conv", "none"),
+                   help="local convolution over the embedded bases (default conv: k-mer-like features)")
     p.add_argument("--protocol", default="chord", choices=("chord", "cdil"))
     p.add_argument("--reverse-complement", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -59,13 +62,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, run: Path, length: int) -> TrainConfig:
+    given = {k: v for k, v in (("num_layers", args.num_layers), ("lr", args.lr)) if v is not None}
     return TrainConfig(
         task=TASK, out=str(run), length=length, epochs=args.epochs, seed=args.seed,
         protocol=args.protocol, device=args.device, train_size=args.train_size,
-        val_size=args.val_size, test_size=args.test_size, batch_size=args.batch_size, lr=args.lr,
-        channels=args.channels, num_layers=args.num_layers, positional=False, pooling="mean",
+        val_size=args.val_size, test_size=args.test_size, batch_size=args.batch_size,
+        channels=args.channels, positional=False, pooling="mean", stem=args.stem,
         reverse_complement=args.reverse_complement,
-        time_budget_s=args.time_budget_s or None)
+        time_budget_s=args.time_budget_s or None, **given)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
@@ -137,8 +141,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     command = " ".join(["python -m demos.dna_arabidopsis", *(argv if argv is not None else sys.argv[1:])])
     summary = {"task": TASK, "classes": task.class_names, "length": args.length, "rows": rows,
                "test_size": len(task.test), "train_size": len(task.train),
-               "model": {"channels": args.channels, "num_layers": args.num_layers,
-                         "protocol": args.protocol, "parameters": results["parameters"],
+               "model": {"block": cfg.block, "stem": cfg.stem, "channels": cfg.channels,
+                         "num_layers": cfg.num_layers, "lr": cfg.lr, "optimizer": cfg.optimizer,
+                         "protocol": cfg.protocol, "parameters": results["parameters"],
                          "epochs_done": results["epochs_done"], "stopped": results["stopped"],
                          "best_epoch": results["best_epoch"]},
                "confusion": cm.tolist(), "throughput": thr, "threads": torch.get_num_threads(),

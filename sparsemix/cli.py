@@ -54,6 +54,10 @@ def _bool_or_auto(text: str) -> Optional[bool]:
     return None if text.lower() == "auto" else _bool(text)
 
 
+def _float_or_auto(text: str) -> Optional[float]:
+    return None if text.lower() == "auto" else _positive_float(text)
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -110,9 +114,9 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),
-    (["--mix-gain"], "mix_gain", _positive_float, "initial gain of the encoder's LayerNorm on the "
-                                                  "mixing output (default 0.1: the mixing starts "
-                                                  "small beside the per-element features)"),
+    (["--mix-gain"], "mix_gain", _float_or_auto, "initial gain of the encoder's LayerNorm on the "
+                                                 "mixing output, or auto (default: 0.1 for adding "
+                                                 "tasks, else 0.3: the mixing starts small)"),
     (["--position-init"], "position_init", str, "initial positions: sinusoid or normal"),
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: embedding (the "
                                               "paper) or state (the block's input)"),

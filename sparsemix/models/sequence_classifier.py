@@ -63,7 +63,7 @@ class SequenceClassifier(nn.Module):
         mix_init (str): Factor init of the encoder layers, ``"sum"``, ``"stable"`` or ``"paper"``
             (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         mix_gain (float): Initial gain of the encoder layers' LayerNorm on the mixing output.
-            (default: ``0.1``)
+            (default: ``0.3``)
         **block_kwargs: Passed on to every :class:`~sparsemix.Paramixer` (``num_factors``, ``radius``,
             ``init``, ``checkpoint_weights``, ...).
 
@@ -79,7 +79,7 @@ class SequenceClassifier(nn.Module):
                  dropout: float = 0.0, positional: bool = False, weights_from: str = "embedding",
                  backend: str = "auto", block: str = "paper", stem: str = "none",
                  stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
-                 position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.1,
+                 position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.3,
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, Optional
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
 from torch.utils.data import Dataset
 
@@ -60,32 +60,33 @@ def load_all() -> None:
 @dataclass(frozen=True)
 class TaskOptions:
     """What a task reads beyond the common options: its ``extra`` keys (None: any), whether it
-    takes ``--fasta`` files, and whether its target ignores where things are in the sequence
-    (``order_free``: then ``--positional auto``, the default, adds no position embedding)."""
+    takes ``--fasta`` files, and the model options it recommends (``model_defaults``, e.g.
+    ``{"positional": False}``), which fill the run options left at ``auto``."""
 
     extras: Optional[frozenset] = None
     fasta: bool = False
-    order_free: bool = False
+    model_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 TASK_OPTIONS: dict[str, TaskOptions] = {}
 
 
 def register_task(name: str, extras: Optional[Iterable[str]] = None, fasta: bool = False,
-                  order_free: bool = False) -> Callable[[TaskBuilder], TaskBuilder]:
+                  model_defaults: Optional[Mapping[str, Any]] = None
+                  ) -> Callable[[TaskBuilder], TaskBuilder]:
     """Decorator: make ``build`` available as ``sparsemix train --task NAME``.
 
     ``extras``: the ``extra`` keys the task reads (others are refused; None accepts any);
     ``fasta``: whether the task reads ``--fasta`` files (else giving them is an error);
-    ``order_free``: the target is a function of the set of elements, not of their positions
-    (Adding), so the default model has no position embedding.
+    ``model_defaults``: the values of run options left at ``auto`` (None) for this task, chosen
+    by ``benchmarks/learning.py`` (see ``TrainConfig.resolve_task_defaults``).
     """
     def wrap(build: TaskBuilder) -> TaskBuilder:
         if name in TASKS:
             raise ValueError(f"task {name!r} is registered twice")
         TASKS[name] = build
         TASK_OPTIONS[name] = TaskOptions(None if extras is None else frozenset(extras), fasta,
-                                         order_free)
+                                         dict(model_defaults or {}))
         return build
     return wrap
 

@@ -23,6 +23,11 @@ from .base import TaskData, register_task
 ADDING_TOLERANCE = 0.04
 ORDER_CLASSES = ["XX", "XY", "YX", "YY"]
 
+# Adding's target is a sum over a set: learned positions are only noise to unlearn (the paper's
+# Adding models have none), and the encoder's mixing must carry the sum's magnitude, so it starts
+# smaller than for Order (benchmarks/learning.py; docs/learning.md).
+ADDING_MODEL_DEFAULTS = {"positional": False, "mix_gain": 0.1}
+
 # Splits get independent streams derived from the run seed (so val/test never overlap train's draws).
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
 
@@ -166,7 +171,7 @@ def _splits(cfg: Any, draw: Callable[[int, int], tuple[Any, Tensor]]) -> dict[st
             for name, size in zip(("train", "val", "test"), sizes)}
 
 
-@register_task("adding", extras=(), order_free=True)
+@register_task("adding", extras=(), model_defaults=ADDING_MODEL_DEFAULTS)
 def build_adding(cfg: Any) -> TaskData:
     """Adding problem at fixed length ``--length`` (default 128); regression with MSE."""
     n = _length(cfg, 128)
@@ -184,7 +189,7 @@ def build_order(cfg: Any) -> TaskData:
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
 
-@register_task("adding-varlen", extras=("varlen_base",), order_free=True)
+@register_task("adding-varlen", extras=("varlen_base",), model_defaults=ADDING_MODEL_DEFAULTS)
 def build_adding_varlen(cfg: Any) -> TaskData:
     """Variable-length Adding: ``--length`` is the maximum length (default 1024); lengths are
     ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}`` (≈ ChordMixer's

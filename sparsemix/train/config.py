@@ -30,6 +30,9 @@ LEGACY_DEFAULTS: dict[str, Any] = {"config_version": 1, "block": "paper", "stem"
                                    "stem_kernel": 7, "mixing": True, "position_init": "normal",
                                    "mix_init": "stable", "optimizer": "adam", "warmup_steps": 0}
 
+#: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
+TASK_DEFAULTABLE: dict[str, Any] = {"positional": True, "mix_gain": 0.3}
+
 #: ``extra`` keys the models read (tasks declare theirs with ``register_task(extras=...)``).
 MODEL_EXTRAS = frozenset({"cdil_layers"})
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
@@ -74,8 +77,8 @@ class TrainConfig:
     stem_kernel: int = 7
     mixing: bool = True
     mix_init: str = "sum"
-    mix_gain: float = 0.1
-    positional: Optional[bool] = None  # None: the task's default (resolved_positional)
+    mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
+    positional: Optional[bool] = None  # None ("auto"): the task's default
     position_init: str = "sinusoid"
     weights_from: str = "embedding"
     num_heads: int = 1
@@ -119,7 +122,8 @@ class TrainConfig:
         _choice("--mix-init", self.mix_init, MIX_INITS)
         if self.positional is not None and not isinstance(self.positional, bool):
             raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")
-        _float("--mix-gain", self.mix_gain, 0.0, strict=True)
+        if self.mix_gain is not None:
+            _float("--mix-gain", self.mix_gain, 0.0, strict=True)
         if not isinstance(self.mixing, bool):
             raise ValueError(f"--mixing must be true or false, got {self.mixing!r}")
         if not self.mixing and (self.model != "paramixer" or self.block != "encoder"):
@@ -156,16 +160,18 @@ class TrainConfig:
             raise ValueError(f"the config must be JSON-serialisable: {err}") from None
         return self
 
-    def resolved_positional(self) -> bool:
-        """``positional``, or where it is None ("auto") the task's default: a learned position
-        embedding unless the task's target ignores positions (Adding: ``order_free``), where
-        positions are only noise the model must learn to ignore (docs/learning.md)."""
-        if self.positional is not None:
-            return self.positional
+    def resolve_task_defaults(self) -> "TrainConfig":
+        """Fill the options left at None ("auto", :data:`TASK_DEFAULTABLE`) from the task's
+        ``model_defaults`` (Adding: no positions, a small mixing gain; docs/learning.md), else
+        with the general defaults. Returns self."""
         from ..tasks.base import TASK_OPTIONS, TaskOptions, load_all
 
         load_all()
-        return not TASK_OPTIONS.get(self.task, TaskOptions()).order_free
+        recommended = TASK_OPTIONS.get(self.task, TaskOptions()).model_defaults
+        for name, general in TASK_DEFAULTABLE.items():
+            if getattr(self, name) is None:
+                setattr(self, name, recommended.get(name, general))
+        return self
 
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +188,8 @@ class TrainConfig:
             raise RunError(f"{source}: unknown config fields {unknown}")
         if "config_version" not in data:  # written before the encoder model existed
             data = {**LEGACY_DEFAULTS, **data}
+        if "mix_gain" not in data:  # written before the option: its encoder layers started at 1
+            data = {**data, "mix_gain": 1.0}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:

@@ -2,6 +2,7 @@
 public ``load_model`` / ``evaluate`` / ``predict`` that read a run folder and write nothing to it."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
@@ -39,13 +40,14 @@ class ReadOnlyConfig:
 
 def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
     """The model ``cfg.model`` sized for ``task`` (through the model registry)."""
+    cfg = dataclasses.replace(cfg).resolve_task_defaults()  # "auto" options, without changing cfg
     return models.build_model(
         cfg.model, num_classes=task.num_classes, max_len=task.max_len,
         vocab_size=task.vocab_size if task.input == "tokens" else None,
         input_dim=task.input_dim if task.input == "continuous" else None,
         variable_length=task.variable_length, channels=cfg.channels, num_layers=cfg.num_layers,
         hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
-        positional=cfg.resolved_positional(), protocol=cfg.protocol, backend=cfg.backend,
+        positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
         weights_from=cfg.weights_from, num_heads=cfg.num_heads,
         cdil_layers=cfg.extra.get("cdil_layers"), **model_options(cfg))
 

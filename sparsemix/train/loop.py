@@ -81,7 +81,7 @@ def train(cfg: TrainConfig) -> dict:
     """
     cfg.validate()
     _check_task_options(cfg)
-    cfg.positional = cfg.resolved_positional()  # saved resolved: the run folder says what it built
+    cfg.resolve_task_defaults()  # saved resolved: the run folder says what it built
     cfg.fasta = [_resolved(entry) for entry in cfg.fasta]  # stored absolute: evaluate from anywhere
     info = init_distributed(cfg.device)
     folder = RunFolder(cfg.out)

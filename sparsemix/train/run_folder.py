@@ -106,7 +106,7 @@ class RunFolder:
         return None
 
     def _check_resume(self, cfg: TrainConfig) -> Optional[dict]:
-        saved = TrainConfig.load(self.config)
+        saved = TrainConfig.load(self.config).resolve_task_defaults()  # as cfg is by now
         diff = saved.differences(cfg)
         if diff:
             raise RunError(f"--resume: {self.config} is a different run ({'; '.join(diff)})")

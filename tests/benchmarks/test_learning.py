@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import learning  # noqa: E402
+import torch  # noqa: E402
 
 _TOY = ["--lengths", "4", "--max-steps", "4", "--eval-every", "2", "--val-size", "8",
         "--batch-size", "4", "--budgets", "2", "4", "--warmup-steps", "1", "--no-progress"]
@@ -35,7 +36,13 @@ def test_every_model_and_task_runs_and_parallel_jobs_match_one_process(tmp_path)
                           and r["model"] in ("paramixer-encoder", "cdil-cnn")]
 
 
-def test_adding_models_have_no_positions_and_order_models_do():
-    order = learning.build("paramixer-encoder", "order", 16, 8, "mean")
-    adding = learning.build("paramixer-encoder", "adding", 16, 8, "mean")
-    assert order.embed.positions is not None and adding.embed.positions is None
+def test_models_get_the_options_sparsemix_train_uses_for_the_task():
+    from sparsemix.train import TrainConfig
+
+    for task in learning.TASKS:
+        cfg = TrainConfig(task=task).resolve_task_defaults()
+        model = learning.build("paramixer-encoder", task, 16, 8, "mean")
+        assert (model.embed.positions is not None) == cfg.positional
+        for block in model.blocks:
+            weight = block.mix_norm.weight.detach()
+            assert torch.equal(weight, torch.full_like(weight, cfg.mix_gain))

@@ -106,21 +106,38 @@ def test_the_stem_and_ablation_options_reach_the_model(tmp_path):
     assert all(isinstance(b, ParamixerEncoderLayer) and not b.mixing for b in model.blocks)
 
 
-def test_positions_default_per_task_and_the_run_folder_records_the_choice(tmp_path):
+def _resolved(**kw) -> TrainConfig:
+    return TrainConfig(**kw).resolve_task_defaults()
+
+
+def test_auto_options_take_the_tasks_defaults_and_the_run_folder_records_them(tmp_path):
     from sparsemix.tasks import build_task
     from sparsemix.train.inference import build_model
 
-    assert TrainConfig(task="adding").resolved_positional() is False  # a sum over a set
-    assert TrainConfig(task="adding-varlen").resolved_positional() is False
-    assert TrainConfig(task="order").resolved_positional() is True
-    assert TrainConfig(task="adding", positional=True).resolved_positional() is True
+    for task in ("adding", "adding-varlen"):  # a sum over a set: no positions, a small mixing gain
+        cfg = _resolved(task=task)
+        assert (cfg.positional, cfg.mix_gain) == (False, 0.1)
+    assert (_resolved(task="order").positional, _resolved(task="order").mix_gain) == (True, 0.3)
+    given = _resolved(task="adding", positional=True, mix_gain=0.7)  # what is given stays
+    assert (given.positional, given.mix_gain) == (True, 0.7)
     cfg = TrainConfig(task="adding", out=str(tmp_path / "a"), length=16, train_size=8, val_size=8,
                       test_size=8, epochs=1, quiet=True)
-    assert build_model(cfg, build_task("adding", cfg)).embed.positions is None
+    model = build_model(cfg, build_task("adding", cfg))
+    assert model.embed.positions is None and cfg.positional is None  # cfg itself is unchanged
+    assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.1)) for b in model.blocks)
     train(cfg)
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
-    assert saved["positional"] is False  # resolved, not "auto", so the folder says what it built
-    train(TrainConfig(**{**saved, "resume": True, "epochs": 2}))  # resumes with the same identity
+    assert (saved["positional"], saved["mix_gain"]) == (False, 0.1)  # resolved, not "auto"
+    # resumes both from the saved values and from "auto" again (the same identity once resolved)
+    train(TrainConfig(**{**saved, "resume": True, "epochs": 2}))
+    train(TrainConfig(**{**saved, "resume": True, "epochs": 3, "positional": None,
+                         "mix_gain": None}))
+
+
+def test_a_config_from_before_mix_gain_loads_with_the_gain_it_trained_with():
+    data = TrainConfig(task="order", out="x").to_dict()
+    del data["mix_gain"]
+    assert TrainConfig.from_dict(data).mix_gain == 1.0
 
 
 def test_cli_positional_auto_and_mix_gain_reach_the_model(tmp_path):
