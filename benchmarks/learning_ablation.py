@@ -1,17 +1,22 @@
 """Which parts of the encoder model make it learn: one change at a time (Temporal Order or Adding).
 
-Runs variants of the improved Paramixer model (``block="encoder"``), each with one part switched
-back (no mixing LayerNorm, the paper block's factor init, N(0, 1) positions, mixing off, ...), plus
+Runs variants of the improved Paramixer model (``block="encoder"``, with the task's default
+options as in ``learning.py``), each with one part switched back (no mixing LayerNorm, the paper
+block's factor init, N(0, 1) positions, positions on for Adding, another initial mixing gain,
+mixing off, ...), plus
 the paper block and the Transformer, through the same loop as ``benchmarks/learning.py`` (same data,
 same recipe, same validation set), for several seeds, with a fixed step budget and no time cap.
 Writes ``<out>/ablation.json`` and ``ablation.md``.
 
     python benchmarks/learning_ablation.py                 # N = 2^7, 400 steps, seeds 0 1 (~10 min)
+    python benchmarks/learning_ablation.py --task adding --variants "encoder (default)" \
+        "positions on" "mix gain 0.3" "mix gain 1" "mixing off" --out benchmarks/results/learning/ablation-adding
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -32,6 +37,8 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "mixing off": ("paramixer", {**ENCODER, "mixing": False}),
     "wrap gate": ("paramixer", {**ENCODER, "wrap_gate": True}),
     "1 layer": ("paramixer", {**ENCODER, "num_layers": 1}),
+    "mix gain 0.1": ("paramixer", {**ENCODER, "mix_gain": 0.1}),
+    "mix gain 0.3": ("paramixer", {**ENCODER, "mix_gain": 0.3}),
     "mix gain 1": ("paramixer", {**ENCODER, "mix_gain": 1.0}),
     "positions on": ("paramixer", {**ENCODER, "positional": True}),
     "paper block": learning.MODELS["paramixer-paper"],
@@ -70,7 +77,7 @@ def main(argv=None) -> int:
     title = "Temporal Order" if args.task == "order" else "Adding"
     lines = [f"# Encoder ablation: {title}, {args.steps} steps, lr {args.lr:g}, seeds "
              f"{args.seeds} ({(time.perf_counter() - t0) / 60:.1f} min)", "",
-             "Command: `python benchmarks/learning_ablation.py " + " ".join(argv or sys.argv[1:]) + "`",
+             "Command: `python benchmarks/learning_ablation.py " + shlex.join(argv or sys.argv[1:]) + "`",
              "", "| N | variant | steps to solve (per seed) | error % at the end (per seed) | median end error % |",
              "|---|---|---|---|---|"]
     for k in args.lengths:
