@@ -49,9 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sparsemix.models import build_model  # noqa: E402
-from sparsemix.tasks.base import TASK_OPTIONS as TASK_REGISTRY, load_all  # noqa: E402
 from sparsemix.tasks.synthetic import ADDING_TOLERANCE, adding, temporal_order  # noqa: E402
-from sparsemix.train.config import TASK_DEFAULTABLE  # noqa: E402
+from sparsemix.train.config import TASK_DEFAULTABLE, TrainConfig  # noqa: E402
 from sparsemix.train.recipe import lr_factor  # noqa: E402
 
 TASKS = ("order", "adding")
@@ -69,8 +68,8 @@ def task_options(task: str) -> dict:
     """The model options ``sparsemix train`` uses for ``task`` when left at auto (learned positions
     for Order; none for Adding, a sum over a set, as in the paper's Adding setup, and a smaller
     initial mixing gain): given to every model, under its own options in :data:`MODELS`."""
-    load_all()
-    return {**TASK_DEFAULTABLE, **TASK_REGISTRY[task].model_defaults}
+    cfg = TrainConfig(task=task).resolve_task_defaults()  # the one place "auto" is resolved
+    return {name: getattr(cfg, name) for name in TASK_DEFAULTABLE}
 
 
 SOLVED_ERROR_PCT = 1.0  # Order: accuracy >= 99 %; Adding: <= 1 % of |y_hat - y| >= 0.04

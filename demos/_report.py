@@ -18,6 +18,12 @@ from sparsemix.tasks.base import TaskData
 from topologies.drawing import pyplot
 
 
+def options_given(args: Any, *names: str) -> dict[str, Any]:
+    """The named options the command line set (not None); the others keep ``TrainConfig``'s
+    defaults, so a demo trains ``sparsemix train``'s recipe unless told otherwise."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
 class LazyTokens(Sequence[Tensor]):
     """A dataset's fragments as token tensors, tokenised on access (bounded memory for 64 kb)."""
 

@@ -62,7 +62,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def _config(args: argparse.Namespace, run: Path, length: int) -> TrainConfig:
-    given = {k: v for k, v in (("num_layers", args.num_layers), ("lr", args.lr)) if v is not None}
+    given = report.options_given(args, "num_layers", "lr")
     return TrainConfig(
         task=TASK, out=str(run), length=length, epochs=args.epochs, seed=args.seed,
         protocol=args.protocol, device=args.device, train_size=args.train_size,

@@ -98,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report.clear_previous_run(run, "dna-species")
 
     report.clear_previous_run(out / "train-no-mixing", "dna-species")
-    given = {k: v for k, v in (("num_layers", args.num_layers), ("lr", args.lr)) if v is not None}
+    given = report.options_given(args, "num_layers", "lr")
     cfg = TrainConfig(
         task="dna-species", out=str(run), length=s["length"], epochs=s["epochs"], seed=args.seed,
         protocol=args.protocol, device=args.device, train_size=s["train_size"],
