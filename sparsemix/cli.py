@@ -1,4 +1,5 @@
-"""``sparsemix`` command line: ``train``, ``evaluate``, ``bench`` and ``plot`` (also ``python -m sparsemix``).
+"""``sparsemix`` command line: ``train``, ``evaluate``, ``predict``, ``bench`` and ``plot`` (also
+``python -m sparsemix``).
 
 Exit status: 0 on success, 2 on bad input (one line on stderr, nothing overwritten), 130 after
 Ctrl-C (a resumable ``last.pt`` has been written first).
@@ -18,6 +19,7 @@ from .errors import RunError, one_line
 from .tasks import TASKS, load_all
 from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
 from .train import TrainConfig, TrainingInterrupted, evaluate, train
+from .train.prediction import add_predict_parser, predict_main
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
@@ -145,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = TrainConfig()
     parser = _Parser(prog="sparsemix", description="Paramixer sparse-factor sequence mixing: train "
                      "and evaluate models. Every run lives in one folder (--out).")
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench,plot}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,predict,bench,plot}", parser_class=_Parser)
     sub.required = True
 
     tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun as DDP)",
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="train, val or test (default: test)")
     ev.add_argument("--which", default="best", help="best or last checkpoint (default: best)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
+    add_predict_parser(sub)
     add_bench_parser(sub)
     add_plot_parser(sub)
     return parser
@@ -209,6 +212,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 print(dumps_json({"out": args.get("out") or results.get("out"),
                                   "test": {k: v for k, v in results["test"].items()
                                            if k != "per_class"}}))
+        elif command == "predict":
+            return predict_main(argparse.Namespace(**args))
         elif command in ("bench", "plot"):
             return (bench_main if command == "bench" else plot_main)(argparse.Namespace(**args))
         else:  # evaluate

@@ -19,6 +19,7 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import Batch, collate, dataset_lengths, eval_batches
 from .metrics import classification_metrics, regression_metrics
+from .task_spec import task_from_spec
 
 SPLITS = ("train", "val", "test")
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -130,10 +131,14 @@ def _outputs_in_order(model: nn.Module, ds: Dataset, task: TaskData, batch_size:
     return torch.cat(outs)[perm], torch.cat(labels)[perm], lengths
 
 
-def load_model(out: str, which: str = "best", device: "str | torch.device" = "cpu"
-               ) -> tuple[nn.Module, TrainConfig, TaskData]:
+def load_model(out: str, which: str = "best", device: "str | torch.device" = "cpu",
+               data: bool = True) -> tuple[nn.Module, TrainConfig, TaskData]:
     """The trained model of run ``out`` (``which`` = ``"best"`` or ``"last"``), in eval mode,
-    with its config and its task data (rebuilt from the config)."""
+    with its config and its task data (rebuilt from the config).
+
+    ``data=False``: the model only (``sparsemix predict``): the task comes from the checkpoint's
+    ``task_spec`` with empty splits, so nothing but the run folder is read (not the training
+    FASTA files or genomes); a checkpoint without one (older runs) rebuilds the task as before."""
     _check_choice("which", which, CHECKPOINTS)
     folder = Path(out)
     cfg = TrainConfig.load(folder / "config.json")
@@ -141,7 +146,10 @@ def load_model(out: str, which: str = "best", device: "str | torch.device" = "cp
     diff = TrainConfig.from_dict(ckpt["config"], source=str(folder / f"{which}.pt")).differences(cfg)
     if diff:
         raise RunError(f"{folder}/{which}.pt was written by a different config ({'; '.join(diff)})")
-    task = build_task(cfg.task, ReadOnlyConfig(cfg))
+    if not data and "task_spec" in ckpt:
+        task = task_from_spec(ckpt["task_spec"], source=str(folder / f"{which}.pt"))
+    else:  # the manifests of the folder loaded, wherever the run was made from
+        task = build_task(cfg.task, ReadOnlyConfig(dataclasses.replace(cfg, out=str(folder))))
     model = build_model(cfg, task)
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), cfg, task

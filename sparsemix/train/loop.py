@@ -32,6 +32,7 @@ from .metrics import is_better, primary_metric, throughput
 from .recipe import build_optimizer, build_scheduler
 from .run_folder import RunFolder
 from .seeding import seed_everything
+from .task_spec import task_spec
 
 
 def _zero_sums() -> dict[str, float]:
@@ -191,7 +192,8 @@ def _checkpoint(run: _Run) -> dict:
     accum = {k: run.state["accum"][k] + sums[k] for k in sums}
     return {"model": unwrap_model(run.ddp).state_dict(), "optimizer": run.opt.state_dict(),
             "scheduler": run.sched.state_dict(), "rng": rng_state(), "config": run.cfg.to_dict(),
-            "metric": run.metric, "mode": run.mode, **run.state, "accum": accum}
+            "metric": run.metric, "mode": run.mode, **run.state, "accum": accum,
+            "task_spec": task_spec(run.task)}  # what predict needs without the task's data
 
 
 def _run_epochs(run: _Run, stop: StopFlag) -> None:
