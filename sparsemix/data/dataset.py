@@ -1,4 +1,5 @@
-"""A map-style dataset of DNA fragments defined by a manifest over loaded sequences."""
+"""Map-style datasets of DNA fragments over loaded sequences: a fixed list (a manifest), and a
+training set drawn afresh every epoch from its split's regions."""
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -8,7 +9,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .fasta import reverse_complement
-from .sampling import Fragment, SequenceStore
+from .sampling import Fragment, Region, SequenceStore, sample_epoch
 from .tokenizer import DNATokenizer
 
 
@@ -70,3 +71,62 @@ class FragmentDataset(Dataset):
     @property
     def lengths(self) -> list[int]:
         return [f.length for f in self.fragments]
+
+
+class ResampledFragmentDataset(FragmentDataset):
+    """A training set drawn afresh every epoch: the genome is the data, not one list of fragments.
+
+    Epoch 0 serves ``fragments`` (the training manifest, so a run made before re-drawing existed
+    reproduces); :meth:`set_epoch` with ``e > 0`` replaces them with
+    :func:`~sparsemix.data.sampling.sample_epoch` of ``(task, "train", class, seed, epoch=e)``:
+    ``per_class`` fragments of each class from the same ``regions``, by the same law. Each draw
+    depends only on those names and numbers (``crc32``-seeded ``random.Random``), so every rank
+    of a DDP run, and a run resumed at epoch ``e``, get the same fragments without communicating.
+    The number of items never changes; lengths do (a sampler reads :attr:`lengths` again).
+
+    Args:
+        fragments: epoch 0's fragments (the manifest).
+        store, class_names, reverse_complement, tokenizer: as :class:`FragmentDataset`.
+        regions: the training split's regions, all classes (never validation or test regions).
+        task, seed: name the generators (:func:`~sparsemix.data.sampling.generator_for`).
+        per_class: fragments of each class per epoch.
+        min_length, max_length, max_n_fraction: the sampling law of
+            :func:`~sparsemix.data.sampling.sample_fragments`.
+        split: the split the generators are named after (``"train"``).
+    """
+
+    def __init__(
+        self, fragments: Sequence[Fragment], store: SequenceStore, class_names: Sequence[str], *,
+        regions: Sequence[Region], task: str, seed: int, per_class: int, min_length: int,
+        max_length: int, max_n_fraction: float = 0.01, split: str = "train",
+        reverse_complement: bool = False, tokenizer: Optional[DNATokenizer] = None,
+    ) -> None:
+        super().__init__(fragments, store, class_names, reverse_complement=reverse_complement,
+                         tokenizer=tokenizer)
+        if len(self.fragments) != per_class * len(self.class_names):
+            raise ValueError(f"epoch 0 has {len(self.fragments)} fragments, expected per_class "
+                             f"{per_class} x {len(self.class_names)} classes")
+        self.regions = list(regions)
+        self.task, self.split, self.seed = task, split, int(seed)
+        self.per_class, self.min_length, self.max_length = per_class, min_length, max_length
+        self.max_n_fraction = max_n_fraction
+        self.epoch = 0
+        self._epoch0 = list(self.fragments)
+
+    def epoch_fragments(self, epoch: int) -> list[Fragment]:
+        """The fragments of epoch ``epoch`` (drawn, not served: :meth:`set_epoch` serves them)."""
+        if epoch == 0:
+            return list(self._epoch0)
+        return sample_epoch(self.task, self.split, self.regions, self.store, self.per_class,
+                            self.class_names, self.min_length, self.max_length, seed=self.seed,
+                            epoch=epoch, max_n_fraction=self.max_n_fraction)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Serve epoch ``epoch``'s fragments (call on every rank before the epoch's batches)."""
+        if epoch != self.epoch:
+            self.fragments = self.epoch_fragments(epoch)
+            self.epoch = epoch
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({len(self)} fragments, epoch {self.epoch}, "
+                f"task={self.task!r}, seed={self.seed})")

@@ -12,6 +12,10 @@ The recipe (never split by random window, which leaks near-duplicates between sp
    versions, unlike ``hash()``. Fragments with more than ``max_n_fraction`` N are redrawn.
 3. **Write the manifest** (:func:`write_manifest`): one TSV row per fragment with
    ``file record start length strand label``; the dataset is fully determined by it.
+4. **Re-draw the training set every epoch** (:func:`sample_epoch`; DNA tasks by default): epoch
+   ``e > 0`` draws the same number of fragments per class by the same law from the same training
+   regions with the generator of ``"task/train/class/seed/epoch{e}"``; epoch 0 is the manifest.
+   Validation and test sets stay the manifests.
 """
 from __future__ import annotations
 
@@ -61,9 +65,19 @@ class Fragment:
     label: str
 
 
-def generator_for(task: str, split: str, label: str, seed: int = 0) -> random.Random:
-    """The seeded generator for one (task, split, class): ``crc32`` of their names, never hash()."""
-    return random.Random(zlib.crc32(f"{task}/{split}/{label}/{seed}".encode()))
+def generator_for(task: str, split: str, label: str, seed: int = 0, epoch: int = 0
+                  ) -> random.Random:
+    """The seeded generator for one (task, split, class[, epoch]): ``crc32`` of their names, never
+    hash().
+
+    Epoch 0 is the generator that draws the manifests (its key has no epoch, so manifests written
+    before training sets were re-drawn every epoch are reproduced exactly); epoch ``e > 0`` appends
+    ``/epoch{e}``: a fresh, independent draw of a training set (:func:`sample_epoch`).
+    """
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+    key = f"{task}/{split}/{label}/{seed}" + (f"/epoch{epoch}" if epoch else "")
+    return random.Random(zlib.crc32(key.encode()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -181,6 +195,29 @@ def sample_fragments(
     return out
 
 
+def sample_epoch(
+    task: str, split: str, regions: Sequence[Region], store: SequenceStore, per_class: int,
+    labels: Sequence[str], min_length: int, max_length: int, seed: int = 0, epoch: int = 0,
+    max_n_fraction: float = 0.01,
+) -> list[Fragment]:
+    """One split's fragments, ``per_class`` of each label in ``labels`` order, each class drawn
+    by its own :func:`generator_for` ``(task, split, label, seed, epoch)``.
+
+    Epoch 0 is the split's manifest (:func:`sample_split`); a training set re-drawn for epoch
+    ``e > 0`` is the same law (lengths, regions, strands, class balance) with fresh draws.
+    """
+    frags: list[Fragment] = []
+    for label in labels:
+        mine = [r for r in regions if r.label == label]
+        if not mine and per_class:
+            raise ValueError(f"class {label!r} has no sequence in the {split} split (too few "
+                             "files or records too short for this split and gap)")
+        frags += sample_fragments(
+            mine, store, per_class, min_length, max_length,
+            generator_for(task, split, label, seed, epoch), max_n_fraction=max_n_fraction)
+    return frags
+
+
 def sample_split(
     task: str, regions: dict[str, list[Region]], store: SequenceStore,
     sizes: Mapping[str, int], labels: Sequence[str], min_length: int, max_length: int,
@@ -188,19 +225,10 @@ def sample_split(
 ) -> dict[str, list[Fragment]]:
     """Sample every split, ``sizes[split]`` fragments per class, each (split, class) with its own
     generator (:func:`generator_for`), so changing one split's size never changes another's."""
-    out: dict[str, list[Fragment]] = {}
-    for split in SPLITS:
-        frags: list[Fragment] = []
-        for label in labels:
-            mine = [r for r in regions[split] if r.label == label]
-            if not mine and sizes[split]:
-                raise ValueError(f"class {label!r} has no sequence in the {split} split (too few "
-                                 "files or records too short for this split and gap)")
-            frags += sample_fragments(
-                mine, store, sizes[split], min_length, max_length,
-                generator_for(task, split, label, seed), max_n_fraction=max_n_fraction)
-        out[split] = frags
-    return out
+    return {split: sample_epoch(task, split, regions[split], store, sizes[split], labels,
+                                min_length, max_length, seed=seed,
+                                max_n_fraction=max_n_fraction)
+            for split in SPLITS}
 
 
 # --------------------------------------------------------------------------------------------
@@ -228,6 +256,17 @@ def write_manifest(
             os.unlink(tmp)
         raise
     return path
+
+
+def manifest_comments(path: os.PathLike | str) -> list[str]:
+    """The ``# `` comment lines at the top of a manifest, without the ``# `` (the header ends them)."""
+    out: list[str] = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if not line.startswith("#"):
+                break
+            out.append(line[1:].strip())
+    return out
 
 
 def read_manifest(path: os.PathLike | str) -> list[Fragment]:

@@ -15,7 +15,12 @@ Options read from the trainer's config ``cfg``: ``length`` (the longest fragment
 - ``species`` (``dna-species``): a subset of the five species;
 - ``split`` (``fasta``): ``"auto"`` | ``"files"`` | ``"coordinate"``;
 - ``min_record_length`` (``fasta``): ignore shorter records (default 0);
-- ``gap`` (coordinate splits): bases left out before each boundary (default ``length``).
+- ``gap`` (coordinate splits): bases left out before each boundary (default ``length``);
+- ``resample`` (default true): draw the training fragments afresh every epoch from the training
+  regions (:class:`~sparsemix.data.dataset.ResampledFragmentDataset`; epoch 0 is the train
+  manifest); false serves the train manifest every epoch, as runs made before this option did.
+  A run folder made before the option resumes and evaluates as it was made (without re-drawing).
+  Validation and test sets are always their manifests.
 """
 from __future__ import annotations
 
@@ -27,11 +32,11 @@ from typing import Any, Mapping, Optional, Sequence
 
 from .._io import atomic_write_json
 from ..data.baselines import power_of_two_edges
-from ..data.dataset import FragmentDataset
+from ..data.dataset import FragmentDataset, ResampledFragmentDataset
 from ..data.fasta import FastaError, load_fasta
 from ..data.genomes import BACTERIAL_SPECIES, GENOMES, PACKAGES, genome_path
-from ..data.sampling import (SPLITS, read_manifest, regions_by_coordinate, regions_by_file,
-                             sample_split, write_manifest)
+from ..data.sampling import (SPLITS, manifest_comments, read_manifest, regions_by_coordinate,
+                             regions_by_file, sample_split, write_manifest)
 from ..errors import RunError
 from ..data.tokenizer import DNATokenizer
 from .base import TaskData, register_task
@@ -42,7 +47,10 @@ _LOADED: dict[tuple[str, float, int], list[tuple[str, bytes]]] = {}
 
 
 #: ``extra`` keys every fragment task reads (see the module docstring).
-FRAGMENT_EXTRAS = frozenset({"min_length", "max_n_fraction", "max_len", "gap"})
+FRAGMENT_EXTRAS = frozenset({"min_length", "max_n_fraction", "max_len", "gap", "resample"})
+
+#: The train manifest's comment line that records whether the run re-draws its training set.
+_RESAMPLE_NOTE = "resample: "
 
 
 def _records(path: Path, min_length: int) -> list[tuple[str, bytes]]:
@@ -100,22 +108,30 @@ def build_fragment_task(
         for s, d in zip(SPLITS, default_sizes))))
     seed = int(_opt(cfg, "seed", 0))
 
+    resample = extra.get("resample")
+    if resample is not None and not isinstance(resample, bool):
+        raise ValueError(f"--extra resample must be true or false, got {resample!r}")
+    max_n_fraction = float(extra.get("max_n_fraction", 0.01))
+
     manifest_dir = Path(cfg.out) / "manifests" if getattr(cfg, "out", None) else None
     digests = input_digests(store, file_label)
     run_exists = bool(getattr(cfg, "resume", False) or getattr(cfg, "readonly", False))
+    regions, split_mode = _regions(cfg, store, file_label, file_split, length)
     if (run_exists and manifest_dir is not None
             and all((manifest_dir / f"{s}.tsv").is_file() for s in SPLITS)):
         # resume / evaluate: the manifests are the record of the run's splits; read, never rewrite
         check_inputs(manifest_dir / INPUTS_FILE, digests)
         fragments = {s: read_manifest(manifest_dir / f"{s}.tsv") for s in SPLITS}
-        split_mode = "coordinate" if file_split is None else "files"
+        if resample is None:  # as the run was made; a run from before the option never re-drew
+            resample = _saved_resample(manifest_dir / "train.tsv")
     else:
-        fragments, split_mode = _sample(task, cfg, store, file_label, class_names, file_split,
-                                        sizes, min_length, length, seed)
+        resample = True if resample is None else resample
+        fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
+                                 seed=seed, max_n_fraction=max_n_fraction)
         # under torchrun only rank 0 writes; evaluate (cfg.readonly) writes nothing
         if (manifest_dir is not None and not getattr(cfg, "readonly", False)
                 and os.environ.get("RANK", "0") == "0"):
-            _write_manifests(manifest_dir, task, fragments, seed, split_mode, digests)
+            _write_manifests(manifest_dir, task, fragments, seed, split_mode, digests, resample)
     manifests = ({s: str(manifest_dir / f"{s}.tsv") for s in SPLITS}
                  if manifest_dir is not None and (manifest_dir / "train.tsv").is_file() else {})
 
@@ -124,8 +140,16 @@ def build_fragment_task(
     datasets = {
         split: FragmentDataset(fragments[split], store, class_names,
                                reverse_complement=rc and split == "train", tokenizer=tokenizer)
-        for split in SPLITS
+        for split in ("val", "test")
     }
+    if resample:
+        datasets["train"] = ResampledFragmentDataset(
+            fragments["train"], store, class_names, regions=regions["train"], task=task,
+            seed=seed, per_class=sizes["train"], min_length=min_length, max_length=length,
+            max_n_fraction=max_n_fraction, reverse_complement=rc, tokenizer=tokenizer)
+    else:
+        datasets["train"] = FragmentDataset(fragments["train"], store, class_names,
+                                            reverse_complement=rc, tokenizer=tokenizer)
     # the model is sized from the configuration, never from the fragments drawn (test included)
     max_len = int(model_max_len) if model_max_len is not None else length
     return TaskData(
@@ -137,7 +161,7 @@ def build_fragment_task(
         meta={"task": task, "split_mode": split_mode, "min_length": min_length,
               "length": length, "per_class": sizes, "manifests": manifests,
               "bucket_edges": power_of_two_edges(min_length, length),
-              "reverse_complement": rc, "sources": sources},
+              "reverse_complement": rc, "resample": resample, "sources": sources},
     )
 
 
@@ -193,31 +217,36 @@ def build_arabidopsis(cfg: Any) -> TaskData:
         default_sizes=(1200, 300, 600), sources=sources)
 
 
-def _sample(task: str, cfg: Any, store: Mapping[tuple[str, str], bytes],
-            file_label: Mapping[str, str], class_names: Sequence[str],
-            file_split: Optional[Mapping[str, str]], sizes: dict, min_length: int, length: int,
-            seed: int) -> tuple[dict, str]:
-    """Split before sampling, then draw each split's fragments; returns them and the split mode."""
-    extra = _extra(cfg)
+def _regions(cfg: Any, store: Mapping[tuple[str, str], bytes], file_label: Mapping[str, str],
+             file_split: Optional[Mapping[str, str]], length: int) -> tuple[dict, str]:
+    """Split before sampling: every split's regions, and the split mode."""
     if file_split is not None:
-        regions = regions_by_file(store, file_split, file_label)
-        split_mode = "files"
-    else:
-        regions = regions_by_coordinate(store, file_label, gap=int(extra.get("gap", length)))
-        split_mode = "coordinate"
-    fragments = sample_split(task, regions, store, sizes, class_names, min_length, length,
-                             seed=seed, max_n_fraction=float(extra.get("max_n_fraction", 0.01)))
-    return fragments, split_mode
+        return regions_by_file(store, file_split, file_label), "files"
+    gap = int(_extra(cfg).get("gap", length))
+    return regions_by_coordinate(store, file_label, gap=gap), "coordinate"
 
 
 def _write_manifests(folder: Path, task: str, fragments: dict, seed: int, split_mode: str,
-                     digests: dict[str, str]) -> None:
+                     digests: dict[str, str], resample: bool) -> None:
     for split in SPLITS:
         comment = (f"sparsemix task {task}, split {split}, seed {seed}, split mode {split_mode}\n"
                    "file: a sparsemix.data.genomes key or a path; start is 0-based; "
                    "strand '-' = reverse complement")
+        if split == "train":
+            comment += (f"\n{_RESAMPLE_NOTE}{str(resample).lower()}" + (
+                " (these are epoch 0's fragments; epoch e > 0 draws afresh with "
+                f"sparsemix.data.sampling.generator_for('{task}', 'train', label, {seed}, "
+                "epoch=e))" if resample else " (every epoch serves these fragments)"))
         write_manifest(folder / f"{split}.tsv", fragments[split], comment)
     atomic_write_json(folder / INPUTS_FILE, digests)
+
+
+def _saved_resample(train_manifest: Path) -> bool:
+    """Whether the run that wrote ``train_manifest`` re-drew its training set (older runs: no)."""
+    for line in manifest_comments(train_manifest):
+        if line.startswith(_RESAMPLE_NOTE):
+            return line[len(_RESAMPLE_NOTE):].split()[0] == "true"
+    return False
 
 
 #: Beside the manifests: the sha256 of every input file (or of its records, for packaged genomes).

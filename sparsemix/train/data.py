@@ -65,6 +65,41 @@ def train_sampler(task: TaskData, batch_size: int, seed: int, info: DistInfo,
                                    seed=seed)
 
 
+def start_epoch(ds: Dataset, sampler: DistributedBatchSampler, epoch: int) -> None:
+    """Prepare epoch ``epoch`` on this rank: a training set that is re-drawn every epoch
+    (``ds.set_epoch``, e.g. :class:`~sparsemix.data.dataset.ResampledFragmentDataset`) draws its
+    fragments, a length-bucketing sampler reads their lengths, and the sampler selects the epoch's
+    order. Every rank calls it with the same ``epoch`` and, the draws being seeded by names and
+    numbers only, gets the same fragments; a resumed run gets those of an uninterrupted one."""
+    set_epoch = getattr(ds, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+        if isinstance(sampler, BucketSampler):
+            sampler.set_lengths(dataset_lengths(ds).tolist())
+    sampler.set_epoch(epoch)
+
+
+def trained_indices(task: TaskData, batch_size: int, seed: int, epochs: int,
+                    steps_per_epoch: Optional[int] = None) -> list[list[int]]:
+    """For each epoch, the training-set indices the trainer's steps read (all ranks together),
+    for a run of ``epochs`` epochs of at most ``steps_per_epoch`` steps (``batch_size`` global,
+    ``seed``): what ``sparsemix train`` will have seen, e.g. to fit a baseline on the same
+    fragments. Leaves ``task.train`` at epoch 0 (call ``task.train.set_epoch(e)`` to read epoch
+    ``e``'s fragments at these indices)."""
+    one = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"), is_main=True,
+                   backend=None)
+    sampler = train_sampler(task, batch_size, seed, one, dataset_lengths(task.train))
+    steps = min(len(sampler), steps_per_epoch or len(sampler))
+    out = []
+    try:
+        for epoch in range(epochs):
+            start_epoch(task.train, sampler, epoch)
+            out.append([i for batch in sampler.global_batches()[:steps] for i in batch])
+    finally:
+        start_epoch(task.train, sampler, 0)
+    return out
+
+
 def eval_batches(lengths: Tensor, batch_size: int) -> list[list[int]]:
     """Every index once, in batches of similar length (sorted), for evaluation."""
     order = torch.argsort(lengths, stable=True).tolist()

@@ -22,7 +22,7 @@ from ..errors import RunError
 from ..tasks import TASK_OPTIONS, TASKS, TaskData, TaskOptions, build_task, load_all
 from .checkpoint import load_checkpoint, rng_state, set_rng_state
 from .config import MODEL_EXTRAS, TrainConfig
-from .data import collate, dataset_lengths, train_sampler
+from .data import collate, dataset_lengths, start_epoch, train_sampler
 from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, cleanup,
                           global_batch_count, init_distributed, scale_loss, unwrap_model,
                           wrap_model)
@@ -207,7 +207,8 @@ def _run_epochs(run: _Run, stop: StopFlag) -> None:
 
 def _train_epoch(run: _Run, stop: StopFlag) -> None:
     state = run.state
-    run.sampler.set_epoch(state["epoch"])
+    # a training set re-drawn every epoch draws this epoch's fragments (every rank, resume too)
+    start_epoch(run.task.train, run.sampler, state["epoch"])
     steps = list(run.sampler)[:run.steps_per_epoch]
     show_bar = run.info.is_main and not run.cfg.quiet and sys.stderr.isatty()
     bar = tqdm(total=run.steps_per_epoch, initial=state["step_in_epoch"], leave=False,

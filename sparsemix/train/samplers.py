@@ -193,6 +193,19 @@ class BucketSampler(DistributedBatchSampler):
         self.lengths = lengths_t
         self.bucket_size_multiplier = int(bucket_size_multiplier)
 
+    def set_lengths(self, lengths: Sequence[int]) -> None:
+        """New lengths for the same number of samples (a training set re-drawn for an epoch,
+        :class:`~sparsemix.data.dataset.ResampledFragmentDataset`); call before :meth:`set_epoch`
+        on every rank. The number of steps (``len(self)``) does not change."""
+        lengths_t = torch.as_tensor(list(lengths), dtype=torch.long)
+        if lengths_t.shape != self.lengths.shape:
+            raise ValueError(f"set_lengths needs {self.num_samples} lengths (the sampler's number "
+                             f"of samples), got shape {tuple(lengths_t.shape)}")
+        if lengths_t.numel() and int(lengths_t.min()) < 1:
+            bad = int(torch.nonzero(lengths_t < 1)[0])
+            raise ValueError(f"lengths must be >= 1, got lengths[{bad}] = {int(lengths_t[bad])}")
+        self.lengths = lengths_t
+
     def global_batches(self) -> list[list[int]]:
         g = self._generator()
         perm = self._permutation(g)
