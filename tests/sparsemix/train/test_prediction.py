@@ -32,7 +32,7 @@ def _write_genome(path, gc: float, seed: int, n: int = 6_000) -> str:
     return str(path)
 
 
-def _train(root, name: str, extra: dict) -> str:
+def _train(root, name: str, extra: dict, **options) -> str:
     data = root / "train-data"
     data.mkdir(exist_ok=True)
     a = _write_genome(data / "low.fa", 0.3, 1)
@@ -41,7 +41,7 @@ def _train(root, name: str, extra: dict) -> str:
     train(TrainConfig(task="fasta", out=str(out), fasta=[f"low={a}", f"high={b}"], length=LENGTH,
                       train_size=32, val_size=8, test_size=16, epochs=1, channels=8,
                       batch_size=16, quiet=True, reverse_complement=True,
-                      extra={"gap": LENGTH, **extra}))
+                      extra={"gap": LENGTH, **extra}, **options))
     return str(out)
 
 
@@ -198,12 +198,20 @@ def test_a_checkpoint_from_before_task_spec_rebuilds_its_task(runs, tmp_path):
         task_from_spec({**spec, "version": 99})
 
 
-def test_reverse_complement_records_are_predicted_like_any_record(runs, tmp_path):
+def test_a_run_with_rc_conjoin_predicts_a_record_and_its_reverse_complement_alike(tmp_path):
+    if not hasattr(TrainConfig(), "rc_conjoin"):
+        pytest.skip("TrainConfig has no rc_conjoin option")
+    out = _train(tmp_path, "rc", {"min_length": 32}, rc_conjoin=True)
+    rng = random.Random(3)
+    seqs = [bytes(rng.choice(b"ACGTN") for _ in range(n)) for n in (50, 64, 33)]
     fa = tmp_path / "rc.fa"
-    seq = b"ACGTTGCAAC" * 5
-    fa.write_text(f">fwd\n{seq.decode()}\n>rev\n{reverse_complement(seq).decode()}\n")
-    rows = predict_fasta(runs["varlen"], [str(fa)])
-    assert [(r["record"], r["end"]) for r in rows] == [("fwd", 50), ("rev", 50)]
+    fa.write_text("".join(f">f{i}\n{s.decode()}\n>r{i}\n{reverse_complement(s).decode()}\n"
+                          for i, s in enumerate(seqs)))
+    rows = predict_fasta(out, [str(fa)], batch_size=4)
+    assert [r["record"] for r in rows] == ["f0", "r0", "f1", "r1", "f2", "r2"]
+    for fwd, rev in zip(rows[::2], rows[1::2]):
+        assert fwd["label"] == rev["label"]
+        assert abs(fwd["p_low"] - rev["p_low"]) < 1e-6
 
 
 def _args(out, tmp_path, *more):
