@@ -2,8 +2,9 @@
 from .cdil_cnn import CDILClassifier
 from .sequence_classifier import SequenceClassifier
 from .registry import MODELS, build_model
+from .rc_conjoin import ReverseComplementConjoined
 from ._sequence_io import POOLINGS
 from .transformer import TransformerClassifier
 
 __all__ = ["SequenceClassifier", "TransformerClassifier", "CDILClassifier", "MODELS", "build_model",
-           "POOLINGS"]
+           "POOLINGS", "ReverseComplementConjoined"]

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from .._io import atomic_write_text
 from ..errors import RunError
 from ..models import MODELS, POOLINGS
+from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 
 PROTOCOLS = ("chord", "cdil")
 BACKENDS = ("auto", "message", "fused", "sparse")
@@ -75,6 +76,8 @@ class TrainConfig:
     block: str = "encoder"
     stem: str = "none"
     stem_kernel: int = 7
+    kmer: int = 0  # k-mer embedding + linear skip path (paramixer, DNA); 0: off
+    rc_conjoin: bool = False  # eval: average the logits of both strands (DNA)
     mixing: bool = True
     mix_init: str = "sum"
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
@@ -114,6 +117,14 @@ class TrainConfig:
         _int("--num-layers", self.num_layers, 1)
         _int("--num-heads", self.num_heads, 1)
         _int("--stem-kernel", self.stem_kernel, 1)
+        if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not (
+                0 <= self.kmer <= KMER_MAX_K):
+            raise ValueError(f"--kmer must be 0 (off) or a k-mer length in 1..{KMER_MAX_K}, "
+                             f"got {self.kmer!r}")
+        if self.kmer and self.model != "paramixer":
+            raise ValueError(f"--kmer {self.kmer} is an option of --model paramixer")
+        if not isinstance(self.rc_conjoin, bool):
+            raise ValueError(f"--rc-conjoin must be true or false, got {self.rc_conjoin!r}")
         _int("--warmup-steps", self.warmup_steps, 0, optional=True)
         _choice("--block", self.block, BLOCKS)
         _choice("--stem", self.stem, STEMS)
