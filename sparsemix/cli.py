@@ -14,11 +14,14 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import torch
+
 from ._io import dumps_json
 from .errors import RunError, one_line
 from .tasks import TASKS, load_all
 from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
 from .train import TrainConfig, TrainingInterrupted, evaluate, train
+from .train.config import CHOICES, MAX_SEED
 from .train.prediction import add_predict_parser, predict_main
 
 EXIT_BAD_INPUT = 2
@@ -37,11 +40,36 @@ def _task_names() -> str:
     return ", ".join(sorted(TASKS)) or "(none registered)"
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
+def _number(text: str) -> float:
+    """A finite float; argparse reports anything else in words (never a function's name)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
 def _bool(text: str) -> bool:
@@ -75,6 +103,15 @@ def _optional_float(text: str) -> Optional[float]:
     return None if text.lower() in ("none", "off", "0") else _positive_float(text)
 
 
+def _listed(help_text: str) -> str:
+    """``help_text`` with ``{field}`` replaced by that option's vocabulary (:data:`CHOICES`)."""
+    for name, choices in CHOICES.items():
+        names = list(choices)
+        words = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        help_text = help_text.replace("{" + name + "}", words)
+    return help_text
+
+
 # (flags, field, type, help). Defaults come from TrainConfig; argparse only records what was given.
 _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--task"], "task", str, "task to train on: {tasks}"),
@@ -82,69 +119,70 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--length"], "length", int, "sequence length N (fixed-length tasks) or maximum length "
                                   "(variable-length tasks); default: the task's own"),
     (["--epochs"], "epochs", int, "number of epochs (with --resume: train up to this many)"),
-    (["--seed"], "seed", int, "seed for data generation, initialisation, batch order and dropout"),
+    (["--seed"], "seed", _integer, f"seed for data generation, initialisation, batch order and "
+                                   f"dropout, 0 .. {MAX_SEED}"),
     (["--resume"], "resume", None, "continue the run in --out from last.pt (options not given are "
                                    "taken from its config.json; changing what the run learns is an "
                                    "error)"),
-    (["--protocol"], "protocol", str, "Paramixer sparsity protocol: chord or cdil"),
-    (["--backend"], "backend", str, "Paramixer kernel: auto, message, fused or sparse"),
+    (["--protocol"], "protocol", str, "Paramixer sparsity protocol: {protocol}"),
+    (["--backend"], "backend", str, "Paramixer kernel: {backend} (auto: native if built, else "
+                                    "fused)"),
     (["--device"], "device", str, "auto, cpu, cuda or cuda:i (under torchrun: cuda = cuda:LOCAL_RANK)"),
     (["--train-size"], "train_size", int, "training sequences (default: the task's own)"),
     (["--val-size"], "val_size", int, "validation sequences (model selection; default: the task's)"),
     (["--test-size"], "test_size", int, "test sequences (evaluated once at the end)"),
     (["--fasta"], "fasta", str, "LABEL=PATH FASTA files for --task fasta (repeatable)"),
     (["--batch-size"], "batch_size", int, "GLOBAL batch size, split across torchrun ranks"),
-    (["--lr"], "lr", _positive_float, "Adam learning rate"),
-    (["--dropout"], "dropout", _positive_float, "dropout on the embedding and block outputs, in [0, 1)"),
-    (["--model"], "model", str, "paramixer, transformer (dense SDPA baseline) or cdil-cnn (baseline)"),
+    (["--lr"], "lr", _positive_float, "learning rate of --optimizer (AdamW by default)"),
+    (["--dropout"], "dropout", _non_negative_float, "dropout on the embedding and block outputs, "
+                                                    "in [0, 1)"),
+    (["--model"], "model", str, "{model} (transformer: dense SDPA baseline; cdil-cnn: baseline)"),
     (["--channels"], "channels", int, "model width C"),
     (["--num-layers"], "num_layers", int, "Paramixer blocks / Transformer layers (CDIL-CNN uses "
                                           "ceil(log2 N) blocks, its full receptive field)"),
     (["--hidden-channels"], "hidden_channels", int, "MLP width h (default: --channels)"),
-    (["--pooling"], "pooling", str, "mean, cls or flatten (flatten: fixed length only; a "
+    (["--pooling"], "pooling", str, "{pooling} (flatten: fixed length only; a "
                                     "position-specific head, can solve Adding without any mixing)"),
-    (["--block"], "block", str, "paramixer model: encoder (pre-norm layers: LayerNorm -> mixing -> "
-                                "residual, LayerNorm -> FFN -> residual; the improved model) or "
-                                "paper (the paper's block, exact; old runs load as this)"),
-    (["--stem"], "stem", str, "none or conv: a local convolution after the embedding (k-mer "
+    (["--block"], "block", str, "paramixer model: {block}. encoder: pre-norm layers (LayerNorm "
+                                "-> mixing -> residual, LayerNorm -> FFN -> residual; the improved "
+                                "model); paper: the paper's block, exact (old runs load as this)"),
+    (["--stem"], "stem", str, "{stem}: conv is a local convolution after the embedding (k-mer "
                               "features for DNA; never crosses a sequence boundary)"),
     (["--stem-kernel"], "stem_kernel", int, "taps of the conv stem"),
-    (["--kmer"], "kmer", int, "DNA, paramixer: k-mer length (1..12; 0: off) of a k-mer embedding "
-                              "added to each base's (the k-mer ending there) and mean-pooled into "
-                              "the head, so the model contains the k-mer logistic regression"),
-    (["--rc-conjoin"], "rc_conjoin", _bool, "DNA: true/false; evaluate on both strands (average "
-                                            "the logits of a sequence and its reverse complement; "
-                                            "training is unchanged)"),
     (["--mixing"], "mixing", _bool, "true/false; false replaces the factor products by the identity "
                                     "(ablation; --block encoder)"),
-    (["--mix-init"], "mix_init", str, "factor init: sum (encoder: factor m starts as I + shift by "
-                                      "2^m, so the product sums everything), stable or paper"),
+    (["--mix-init"], "mix_init", str, "factor init: {mix_init} (sum, encoder: factor m starts as "
+                                      "I + shift by 2^m, so the product sums everything)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),
     (["--mix-gain"], "mix_gain", _float_or_auto, "initial gain of the encoder's LayerNorm on the "
                                                  "mixing output, or auto (default: 0.1 for adding "
                                                  "tasks, else 0.3: the mixing starts small)"),
-    (["--position-init"], "position_init", str, "initial positions: sinusoid or normal"),
-    (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: embedding (the "
-                                              "paper) or state (the block's input)"),
+    (["--position-init"], "position_init", str, "initial positions: {position_init}"),
+    (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: "
+                                              "{weights_from} (embedding: the paper; state: the "
+                                              "block's input)"),
     (["--num-heads"], "num_heads", int, "attention heads (transformer)"),
-    (["--optimizer"], "optimizer", str, "adamw or adam (the paper's)"),
-    (["--weight-decay"], "weight_decay", _positive_float, "weight decay (AdamW: decoupled)"),
-    (["--scheduler"], "scheduler", str, "learning-rate schedule per step: constant, cosine or "
-                                        "warmup-cosine (linear warm-up, then cosine to 0)"),
+    (["--optimizer"], "optimizer", str, "{optimizer} (adam: the paper's)"),
+    (["--weight-decay"], "weight_decay", _non_negative_float, "weight decay (AdamW: decoupled)"),
+    (["--scheduler"], "scheduler", str, "learning-rate schedule per step: {scheduler} "
+                                        "(warmup-cosine: linear warm-up, then cosine to 0)"),
     (["--warmup-steps"], "warmup_steps", int, "warm-up steps of warmup-cosine (default: 10%% of "
                                               "the run, at most 100)"),
     (["--clip-grad"], "clip_grad", _optional_float, "gradient-norm clipping (0 or none: off)"),
-    (["--deterministic"], "deterministic", None, "forbid nondeterministic kernels "
-                                                 "(torch.use_deterministic_algorithms)"),
+    (["--deterministic"], "deterministic", argparse.BooleanOptionalAction,
+     "forbid nondeterministic kernels (torch.use_deterministic_algorithms); --no-deterministic "
+     "undoes a resumed run's"),
     (["--max-steps-per-epoch"], "max_steps_per_epoch", int, "cap on optimiser steps per epoch"),
     (["--time-budget-s"], "time_budget_s", _positive_float, "stop training after this many seconds "
                                                             "of training steps, then test the best model"),
     (["--eval-batch-size"], "eval_batch_size", int, "batch size for validation/test "
                                                     "(default: --batch-size)"),
     (["--reverse-complement"], "reverse_complement", None, "DNA tasks: reverse-complement augmentation"),
-    (["--quiet"], "quiet", None, "no progress bar or per-epoch lines (bars only show on a terminal)"),
+    (["--quiet"], "quiet", argparse.BooleanOptionalAction, "no progress bar or per-epoch lines "
+                                                           "(bars only show on a terminal); "
+                                                           "--no-quiet undoes a resumed run's"),
     (["--extra"], "extra", _json_object, "JSON object of task/model extras, e.g. '{\"varlen_base\": 64}'"),
 ]
 
@@ -165,12 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
     for flags, name, typ, help_text in _TRAIN_OPTIONS:
         if "{tasks}" in help_text:
             tasks = tasks or _task_names()
-            help_text = help_text.format(tasks=tasks)
+            help_text = help_text.replace("{tasks}", tasks)
+        help_text = _listed(help_text)
         default = getattr(defaults, name)
         shown = f" (default: {default})" if default not in (None, "", [], {}) else ""
         kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text + shown)
         if typ is None:
             kwargs["action"] = "store_true"
+        elif typ is argparse.BooleanOptionalAction:
+            kwargs["action"] = typ
         elif name == "fasta":
             kwargs.update(nargs="+", action="extend", metavar="LABEL=PATH")
         else:
@@ -232,7 +273,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (ValueError, RunError, OSError, EOFError) as err:
         print(f"sparsemix {command}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        print(f"sparsemix {command}: error: out of memory ({one_line(err)}); use a smaller "
+              f"--length, --batch-size or --channels", file=sys.stderr)
+        return EXIT_BAD_INPUT
     return 0
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that cannot succeed (e.g. ``--length 1099511627776``), as torch reports it."""
+    text = str(err)
+    return (isinstance(err, (MemoryError, torch.OutOfMemoryError))
+            or "can't allocate memory" in text or "out of memory" in text)
 
 
 if __name__ == "__main__":  # pragma: no cover

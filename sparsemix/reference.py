@@ -4,7 +4,7 @@ Everything here builds the N x N factor matrices explicitly, so it is for small 
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -13,18 +13,10 @@ from topologies import Topology
 
 
 def dense_factor(topology: Topology, m: int, weights: Tensor) -> Tensor:
-    """W^(m) as dense [*, N, N] from weights [*, N, K]: ``W[i, (i + o_k) mod N] += w[i, k]``."""
-    n, k = topology.num_nodes, topology.num_slots
-    if weights.shape[-2:] != (n, k):
-        raise ValueError(f"weights must be [*, {n}, {k}], got {list(weights.shape)}")
-    lead = weights.shape[:-2]
-    flat = weights.reshape(-1, n, k)  # [*, N, K] -> [P, N, K]
-    out = weights.new_zeros(flat.size(0), n, n)
-    rows = torch.arange(n, device=weights.device)[:, None].expand(n, k)  # target i of entry (i, k)
-    cols = topology.source_index(m).to(weights.device)  # source (i + o_k) mod N of entry (i, k)
-    for p in range(flat.size(0)):  # accumulate=True sums duplicate (i, j) entries, as W's definition says
-        out[p].index_put_((rows, cols), flat[p], accumulate=True)
-    return out.reshape(*lead, n, n)
+    """W^(m) as dense [*, N, N] from weights [*, N, K]: ``W[i, (i + o_k) mod N] += w[i, k]``
+    (:meth:`topologies.Topology.dense`, which the topology tests hold to a plain-Python edge
+    specification)."""
+    return topology.dense(m, weights)
 
 
 def factor(topology: Topology, m: int, weights: Tensor, v: Tensor) -> Tensor:
@@ -37,11 +29,14 @@ def factor_weights(block, x: Tensor) -> list[Tensor]:
     return [f.mlp(x) for f in block.factors]
 
 
-def mixing_matrix(block, v: Tensor, x: Optional[Tensor] = None) -> Tensor:
+def mixing_matrix(block, v: Tensor, x: Optional[Tensor] = None,
+                  weights: Optional[Sequence[Tensor]] = None) -> Tensor:
     """The effective dense [N, N] matrix (I + W^(M)) ... (I + W^(1)) of a block for ONE example.
 
     ``v`` is [N, C] (only its length matters unless ``x`` is None, when it is also the MLP input).
-    The block output is ``dropout(mixing_matrix(block, v, x) @ block.value(v))``.
+    The block output is ``dropout(mixing_matrix(block, v, x) @ block.value(v))``. ``weights``: the
+    M factor weights [N, K] to use (e.g. the gated ones a layer returned) instead of the block's
+    MLPs on ``x``.
     """
     if v.dim() != 2:
         raise ValueError(f"mixing_matrix takes one example v [N, C], got {list(v.shape)}")
@@ -49,7 +44,7 @@ def mixing_matrix(block, v: Tensor, x: Optional[Tensor] = None) -> Tensor:
     topo = block.topology_for(v.size(0), v.device)
     eye = torch.eye(v.size(0), dtype=v.dtype, device=v.device)
     product = eye
-    for m, w in enumerate(factor_weights(block, x)):
+    for m, w in enumerate(factor_weights(block, x) if weights is None else weights):
         product = (eye + dense_factor(topo, m, w)) @ product
     return product
 
@@ -63,22 +58,3 @@ def block_forward(block, v: Tensor, x: Optional[Tensor] = None, batch: Optional[
     if v.dim() == 3:
         return torch.stack([block_forward(block, vb, xb) for vb, xb in zip(v, x)])
     return mixing_matrix(block, v, x) @ block.value(v)
-
-
-def kmer_ids(tokens: list[int], k: int, base_ids: "list[int] | tuple[int, ...]") -> list[int]:
-    """The number of the k-mer ending at every base of ONE sequence (A, C, G, T = the digits
-    0..3 of ``base_ids``, first base most significant), or -1 where the k bases up to it are not
-    all A/C/G/T or the sequence has not yet reached k bases: what ``KmerEmbedding.kmer_ids`` does
-    fast."""
-    digit = {token: d for d, token in enumerate(base_ids)}
-    out = []
-    for i in range(len(tokens)):
-        window = tokens[i - k + 1:i + 1] if i >= k - 1 else None
-        if window is None or any(t not in digit for t in window):
-            out.append(-1)
-            continue
-        number = 0
-        for t in window:
-            number = 4 * number + digit[t]
-        out.append(number)
-    return out

@@ -19,9 +19,8 @@ from torch import Tensor
 import topologies
 from topologies.drawing import draw_factor, draw_network, draw_reachability, pyplot
 
-from .nn import Paramixer
-from .nn.paramixer import BACKENDS
-from .reference import dense_factor, mixing_matrix
+from .nn import BACKENDS, Paramixer
+from .reference import mixing_matrix
 from .train import load_model
 
 
@@ -30,7 +29,7 @@ def add_bench_parser(sub: Any) -> None:
                        description="Median wall time of forward+backward of one Paramixer block for "
                        "each backend and length, plus dense SDPA attention for scale. For isolated "
                        "timings with peak memory use benchmarks/speed.py (make bench).")
-    p.add_argument("--protocol", default="chord", choices=["chord", "cdil"])
+    p.add_argument("--protocol", default="chord", choices=list(topologies.PROTOCOLS))
     p.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384],
                    help="sequence lengths N (default: 1024 4096 16384)")
     p.add_argument("--batch", type=int, default=1, help="batch size B (default: 1)")
@@ -50,7 +49,8 @@ def add_plot_parser(sub: Any) -> None:
                        "also the learned factor weights and the effective mixing matrix of the run's "
                        "first block on one test sequence.")
     p.add_argument("--out", required=True, help="folder for the PNGs")
-    p.add_argument("--protocols", nargs="+", default=["chord", "cdil"], choices=["chord", "cdil"])
+    p.add_argument("--protocols", nargs="+", default=list(topologies.PROTOCOLS),
+                   choices=list(topologies.PROTOCOLS))
     p.add_argument("--length", type=int, default=16, help="sequence length N to draw (default: 16)")
     p.add_argument("--run", help="a run folder written by `sparsemix train` (token tasks)")
 
@@ -86,7 +86,7 @@ class _Attention(torch.nn.Module):
 def bench_main(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch < 1 or args.channels < 1 or min(args.lengths) < 1:
         raise ValueError("--steps, --batch, --channels and --lengths must be >= 1")
-    device = torch.device(args.device)
+    device = _device(args.device)
     rows = []
     print(f"| N | {' | '.join(args.backends)} |  (seconds per fwd+bwd, B={args.batch}, "
           f"C={args.channels}, {args.protocol}, {device}, {torch.get_num_threads()} threads)")
@@ -108,11 +108,27 @@ def bench_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _device(name: str) -> torch.device:
+    """``--device`` as a torch device that exists here, else a ValueError naming the option."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be cpu or cuda[:i], got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is available here (torch "
+                         f"{torch.__version__}, torch.cuda.is_available() is False); use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu or cuda[:i], got {name!r}")
+    return device
+
+
 def _make_block(args: argparse.Namespace, n: int, backend: str) -> torch.nn.Module:
     return Paramixer(args.channels, protocol=args.protocol, max_len=n, backend=backend)
 
 
 def plot_main(args: argparse.Namespace) -> int:
+    if args.length < 1:
+        raise ValueError(f"--length must be an integer >= 1, got {args.length}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plt = pyplot()
@@ -147,27 +163,14 @@ def fragment_weights(model: torch.nn.Module, tokens: Tensor) -> tuple[list[Tenso
     if getattr(model, "stem", None) is not None:
         h = model.stem(h[None])[0]
     block = model.blocks[0]
+    # the first block's own forward returns the weights it used (an encoder layer: gated, its
+    # MLPs reading its normalised input; the paper block: its MLPs reading the embedding)
     if hasattr(block, "mixer"):  # a ParamixerEncoderLayer: the mixing sits inside it
-        h = block.norm1(h)
-        gates = block.gates(h)
+        _, weights = block(h, return_weights=True)
         block = block.mixer
-        _, weights = block(h, x=h, return_weights=True, weight_gates=gates)
-        if gates is not None:  # the returned weights are already gated
-            return weights, _product_of_factors(block, weights, h), block.topology_for(h.size(0))
-        return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
-    # the first block's input and its weight-MLP input are both the embedding (eval: no dropout)
-    _, weights = block(h, x=h, return_weights=True)
-    return weights, mixing_matrix(block, h, h), block.topology_for(h.size(0))
-
-
-def _product_of_factors(block: Paramixer, weights: Sequence[Tensor], h: Tensor) -> Tensor:
-    """The dense product (I + W^(M)) ... (I + W^(1)) for given per-factor weights [N, K]."""
-    topo = block.topology_for(h.size(0), h.device)
-    eye = torch.eye(h.size(0), dtype=h.dtype, device=h.device)
-    product = eye
-    for m, w in enumerate(weights):
-        product = (eye + dense_factor(topo, m, w)) @ product
-    return product
+    else:
+        _, weights = block(h, x=h, return_weights=True)
+    return weights, mixing_matrix(block, h, weights=weights), block.topology_for(h.size(0))
 
 
 def plot_fragment_weights(weights: Sequence[Tensor], matrix: Tensor, path: Path,

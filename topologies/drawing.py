@@ -190,11 +190,7 @@ def _slot_label(topo: Topology, m: int, slot: int) -> str:
 def _check_factor(topo: Topology, m: int) -> int:
     if not isinstance(topo, Topology):
         raise TypeError(f"topo must be a topologies.Topology, got {type(topo).__name__}")
-    if isinstance(m, bool) or not isinstance(m, int):
-        raise TypeError(f"m must be an int factor index, got {m!r}")
-    if not -topo.num_factors <= m < topo.num_factors:
-        raise ValueError(f"m={m} out of range for a topology with {topo.num_factors} factors")
-    return m % topo.num_factors
+    return topo.check_factor(m)
 
 
 def _check_edge_count(count: int, max_edges: int, what: str) -> None:

@@ -1,6 +1,7 @@
 """CHORD and CDIL: the two slot offset tables of Paramixer (docs/method.md), cached per (protocol, N, M)."""
 from __future__ import annotations
 
+import inspect
 from functools import lru_cache
 from typing import Callable, Optional
 
@@ -55,14 +56,15 @@ PROTOCOLS: dict[str, Callable[..., Topology]] = {"chord": chord, "cdil": cdil}
 
 
 def get(name: str, num_nodes: int, num_factors: Optional[int] = None, radius: int = 4) -> Topology:
-    """Build a topology by protocol name (one of ``PROTOCOLS``).
+    """Build a topology by protocol name: the builder registered in ``PROTOCOLS``.
 
-    ``radius`` is accepted for every protocol so callers never special-case CDIL: CHORD has no radius,
-    so there it is only validated (an integer >= 1) and otherwise ignored.
+    ``radius`` is accepted for every protocol so callers never special-case CDIL: it is always
+    validated (an integer >= 1) and passed to the builders that take one (CHORD has no radius).
     """
-    if name not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}, got {name!r}")
-    if name == "cdil":
-        return cdil(num_nodes, num_factors, radius)
+    build = PROTOCOLS.get(name) if isinstance(name, str) else None
+    if build is None:
+        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
     check_int("radius", radius, 1)
-    return chord(num_nodes, num_factors)
+    if "radius" in inspect.signature(build).parameters:
+        return build(num_nodes, num_factors, radius=radius)
+    return build(num_nodes, num_factors)

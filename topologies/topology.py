@@ -1,6 +1,7 @@
 """The `Topology` of one sequence: which source node each target reads through each slot of each factor."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Optional, Sequence, Union
 
@@ -9,6 +10,11 @@ from torch import Tensor
 
 if TYPE_CHECKING:  # networkx is an optional extra, imported lazily
     import networkx as nx
+
+
+class FactorIndexError(IndexError, ValueError):
+    """A factor index ``m`` outside ``[0, M)``: an IndexError, and a ValueError for callers that
+    check arguments (the drawing functions)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,10 +55,15 @@ class Topology:
         return (f"Topology({self.name}, num_nodes={self.num_nodes}, num_factors={self.num_factors}, "
                 f"num_slots={self.num_slots})")
 
-    def _check_factor(self, m: int) -> int:
-        if not -self.num_factors <= m < self.num_factors:
-            raise IndexError(f"factor m={m} out of range for a topology with {self.num_factors} factors")
-        return m % self.num_factors
+    def check_factor(self, m: int) -> int:
+        """``m`` as a factor index in ``[0, M)``; negative indices are refused (``-1`` silently
+        meaning the last factor hid off-by-one errors)."""
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral):
+            raise TypeError(f"factor m must be an int, got {m!r}")
+        if not 0 <= m < self.num_factors:
+            raise FactorIndexError(f"factor m={m} out of range: a topology with {self.num_factors} "
+                             f"factors has m in [0, {self.num_factors - 1}]")
+        return int(m)
 
     def _cached(self, key, build):
         if key not in self._cache:
@@ -62,7 +73,7 @@ class Topology:
     # ---- index views -----------------------------------------------------------------------------
     def source_index(self, m: int) -> Tensor:
         """LongTensor [N, K]: the source node that target i reads through slot k of factor m."""
-        m = self._check_factor(m)
+        m = self.check_factor(m)
 
         def build() -> Tensor:
             return _wrap_add(self.num_nodes, self.offsets[m], self.device)
@@ -72,7 +83,7 @@ class Topology:
 
     def inverse_index(self, m: int) -> Tensor:
         """LongTensor [N, K]: the target that reads source j through slot k (each slot is a permutation)."""
-        m = self._check_factor(m)
+        m = self.check_factor(m)
 
         def build() -> Tensor:
             return _wrap_add(self.num_nodes, -self.offsets[m], self.device)
@@ -81,13 +92,13 @@ class Topology:
 
     def shifts(self, m: int) -> tuple[int, ...]:
         """The K offsets of factor m reduced mod N, as Python ints (for roll/slice kernels)."""
-        m = self._check_factor(m)
+        m = self.check_factor(m)
         return self._cached(("shifts", m),
                             lambda: tuple(int(o) % self.num_nodes for o in self.offsets[m].tolist()))
 
     def edge_index(self, m: int) -> Tensor:
         """LongTensor [2, N*K] in PyG direction: row 0 = source j, row 1 = target i; edge e = i*K + k."""
-        m = self._check_factor(m)
+        m = self.check_factor(m)
 
         def build() -> Tensor:
             n, k = self.num_nodes, self.num_slots
@@ -102,7 +113,7 @@ class Topology:
 
     def slot(self, m: int) -> Tensor:
         """LongTensor [N*K]: the slot of every edge, ``e mod K``."""
-        self._check_factor(m)
+        self.check_factor(m)
         # arange(K) tiled N times == e mod K, without an int64 % over N*K elements
         return self._cached(("slot",), lambda: torch.arange(
             self.num_slots, device=self.device).repeat(self.num_nodes))
@@ -141,15 +152,21 @@ class Topology:
         return reach[(nodes[None, :] - nodes[:, None]) % self.num_nodes]  # [N, N], circulant
 
     def dense(self, m: int, weights: Tensor) -> Tensor:
-        """Dense [N, N] factor from weights [N, K] (duplicates summed). Small N only."""
-        m = self._check_factor(m)
-        if weights.shape[-2:] != (self.num_nodes, self.num_slots):
-            raise ValueError(f"weights must be [N, K] = [{self.num_nodes}, {self.num_slots}], "
+        """Dense [*, N, N] factor from weights [*, N, K]: ``W[i, (i + o_k) mod N] += w[i, k]``
+        (duplicates summed, as the definition says). Small N only; the ground truth of
+        :mod:`sparsemix.reference`."""
+        m = self.check_factor(m)
+        n, k = self.num_nodes, self.num_slots
+        if weights.shape[-2:] != (n, k):
+            raise ValueError(f"weights must be [N, K] = [{n}, {k}] (with any leading dims), "
                              f"got {list(weights.shape)}")
-        out = weights.new_zeros(self.num_nodes, self.num_nodes)
-        rows = torch.arange(self.num_nodes, device=weights.device)[:, None].expand(-1, self.num_slots)
-        out.index_put_((rows, self.source_index(m).to(weights.device)), weights, accumulate=True)
-        return out
+        flat = weights.reshape(-1, n, k)  # [*, N, K] -> [P, N, K]
+        out = weights.new_zeros(flat.size(0), n, n)
+        rows = torch.arange(n, device=weights.device)[:, None].expand(n, k)  # target i of (i, k)
+        cols = self.source_index(m).to(weights.device)  # source (i + o_k) mod N of (i, k)
+        for p in range(flat.size(0)):  # accumulate=True sums duplicate (i, j) entries
+            out[p].index_put_((rows, cols), flat[p], accumulate=True)
+        return out.reshape(*weights.shape[:-2], n, n)
 
     def to_networkx(self, m: Optional[int] = None,
                     weights: Optional[Union[Tensor, Sequence[Tensor]]] = None) -> "nx.MultiDiGraph":
@@ -160,7 +177,7 @@ class Topology:
         """
         import networkx as nx
 
-        factors = range(self.num_factors) if m is None else [self._check_factor(m)]
+        factors = range(self.num_factors) if m is None else [self.check_factor(m)]
         if weights is not None:
             if m is not None:
                 weights = [weights]

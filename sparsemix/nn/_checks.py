@@ -37,3 +37,15 @@ def check_features(t: object, channels: int, name: str) -> None:
 def check_finite(t: Tensor, name: str) -> None:
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} holds NaN or inf values (check_inputs=True)")
+
+
+def check_dtype(t: Tensor, name: str, parameter: Tensor) -> None:
+    """``t`` must be floating point and, outside autocast, of the parameters' dtype: torch's own
+    error (``mat1 and mat2 must have the same dtype``) names neither the argument nor the fix."""
+    if not t.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {t.dtype} "
+                         f"(convert with {name}.to({parameter.dtype}))")
+    if t.dtype != parameter.dtype and not torch.is_autocast_enabled(t.device.type):
+        raise ValueError(f"{name} is {t.dtype} but the layer's parameters are {parameter.dtype}: "
+                         f"convert with {name}.to({parameter.dtype}), the layer with "
+                         f".to({t.dtype}), or run under torch.autocast")

@@ -12,7 +12,8 @@ from torch.utils.checkpoint import checkpoint
 import topologies
 from topologies import BatchedTopology, Topology
 
-from ._checks import check_channels, check_features, check_finite, check_node_dim, check_tensor
+from ._checks import (check_channels, check_dtype, check_features, check_finite, check_node_dim,
+                      check_tensor)
 from .backends import BACKENDS
 from .sequences import lengths_and_key
 from .sparse_factor_conv import SparseFactorConv
@@ -20,6 +21,9 @@ from .stacked_weights import stacked_weights
 
 _TOPOLOGY_CACHE_SIZE = 64  # distinct lengths kept (each holds its index tables on one device)
 _BATCH_CACHE_SIZE = 16  # distinct tuples of lengths kept in variable-length mode
+
+#: ``init=``: "stable" (bounded products at any depth) or "paper" (PyTorch's defaults, as officially).
+PARAMIXER_INITS = ("stable", "paper")
 
 
 class Paramixer(nn.Module):
@@ -89,13 +93,15 @@ class Paramixer(nn.Module):
             raise ValueError(f"protocol must be one of {sorted(topologies.PROTOCOLS)}, got {protocol!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if init not in ("stable", "paper"):
-            raise ValueError(f"init must be 'stable' or 'paper', got {init!r}")
+        if init not in PARAMIXER_INITS:
+            raise ValueError(f"init must be one of {PARAMIXER_INITS}, got {init!r}")
         if max_len is None and num_factors is None:
             raise ValueError("Paramixer needs max_len or num_factors (it owns one weight MLP per factor)")
-        if max_len is not None and (not isinstance(max_len, int) or max_len < 1):
+        if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
+                                    or max_len < 1):
             raise ValueError(f"max_len must be an integer >= 1, got {max_len!r}")
-        if num_factors is not None and (not isinstance(num_factors, int) or num_factors < 1):
+        if num_factors is not None and (isinstance(num_factors, bool)
+                                        or not isinstance(num_factors, int) or num_factors < 1):
             raise ValueError(f"num_factors must be an integer >= 1, got {num_factors!r}")
         self.channels = channels
         self.x_channels = x_channels or channels
@@ -165,6 +171,9 @@ class Paramixer(nn.Module):
         x = v if x is None else x
         check_features(x, self.x_channels, "x")
         check_node_dim(v, x, "v", "x")
+        weight = self.value[0].weight
+        check_dtype(v, "v", weight)
+        check_dtype(x, "x", weight)
         if self.check_inputs:
             check_finite(v, "v")
             check_finite(x, "x")

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 import topologies
 
-from ._checks import check_channels
+from ._checks import check_channels, check_dtype, check_tensor
 from .sequences import positions_in_sequence
 from .paramixer import Paramixer
 
@@ -174,6 +174,8 @@ class ParamixerEncoderLayer(nn.Module):
 
     def forward(self, h: Tensor, batch: Optional[Tensor] = None,
                 return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:
+        check_tensor(h, "h")
+        check_dtype(h, "h", self.norm1.weight)
         u = self.norm1(h)
         weights: list[Tensor] = []
         if self.mixing:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
 from .. import kernels
-from ._checks import check_channels, check_features, check_node_dim, check_tensor
+from ._checks import check_channels, check_dtype, check_features, check_node_dim, check_tensor
 from .backends import resolve_backend
 
 try:  # optional accelerator, as in PyG
@@ -118,6 +118,9 @@ class SparseFactorConv(MessagePassing):
         x = v if x is None else x
         check_features(x, self.in_channels, "x")
         check_node_dim(v, x, "v", "x")
+        check_dtype(x, "x", self.mlp[0].weight)
+        if not v.is_floating_point():
+            raise ValueError(f"v must be a floating-point tensor, got {v.dtype}")
         weights = self.compute_weights(x)
         if self.active_backend == "message":
             out = self.mix(v, edge_index, slot, weights)

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .base import TaskData, register_task
+from .base import Extra, TaskData, register_task
 
 ADDING_TOLERANCE = 0.04
 ORDER_CLASSES = ["XX", "XY", "YX", "YY"]
@@ -189,7 +189,11 @@ def build_order(cfg: Any) -> TaskData:
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
 
-@register_task("adding-varlen", extras=("varlen_base",), model_defaults=ADDING_MODEL_DEFAULTS)
+#: ``--extra`` of adding-varlen: the median-ish length of the LogNormal draw.
+VARLEN_EXTRAS = {"varlen_base": Extra(int, 1)}
+
+
+@register_task("adding-varlen", extras=VARLEN_EXTRAS, model_defaults=ADDING_MODEL_DEFAULTS)
 def build_adding_varlen(cfg: Any) -> TaskData:
     """Variable-length Adding: ``--length`` is the maximum length (default 1024); lengths are
     ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}`` (≈ ChordMixer's
@@ -197,7 +201,8 @@ def build_adding_varlen(cfg: Any) -> TaskData:
     max_len = _length(cfg, 1024)
     min_len = min(32, max_len)
     extra = getattr(cfg, "extra", None) or {}
-    base = int(extra.get("varlen_base", max(1, max_len // 8)))
+    base = extra.get("varlen_base", max(1, max_len // 8))
+    VARLEN_EXTRAS["varlen_base"].check("varlen_base", base)
     splits = _splits(cfg, lambda size, seed: adding_varlen(size, base, min_len, max_len, seed))
     return TaskData(**splits, kind="regression", num_classes=1, input="continuous",
                     max_len=max_len, variable_length=True, input_dim=2,

@@ -1,6 +1,7 @@
 """Checkpoint files (written atomically) and the random-number-generator state they carry."""
 from __future__ import annotations
 
+import errno
 import random
 from pathlib import Path
 from typing import Any
@@ -9,15 +10,34 @@ import numpy as np
 import torch
 
 from .._io import atomic_torch_save
-from ..errors import RunError
+from ..errors import RunError, one_line
 
 #: Keys every sparsemix checkpoint holds.
 CHECKPOINT_KEYS = frozenset({"model", "optimizer", "epoch", "config"})
 
 
 def save_checkpoint(state: dict[str, Any], path: "str | Path") -> None:
-    """``torch.save`` ``state`` to ``path`` atomically (the old file or the new one, never half)."""
-    atomic_torch_save(state, Path(path))
+    """``torch.save`` ``state`` to ``path`` atomically (the old file or the new one, never half).
+
+    A full disk is a :class:`RunError` that says so (torch reports it as ``RuntimeError: [enforce
+    fail at inline_container.cc] ... file write failed``): the previous checkpoint is intact.
+    """
+    try:
+        atomic_torch_save(state, Path(path))
+    except (OSError, RuntimeError) as err:
+        if not _disk_full(err):
+            raise
+        raise RunError(f"disk full while writing checkpoint {path} ({one_line(err)}); nothing was "
+                       f"lost: the previous checkpoint is intact, so free some space and --resume "
+                       f"continues from it") from None
+
+
+def _disk_full(err: BaseException) -> bool:
+    """An out-of-space error as the OS (ENOSPC, EDQUOT) or torch's zip writer reports it."""
+    if isinstance(err, OSError):
+        return err.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(err)
+    return "No space left" in text or "file write failed" in text
 
 
 def load_checkpoint(path: "str | Path") -> dict[str, Any]:

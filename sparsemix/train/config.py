@@ -9,33 +9,36 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from topologies import PROTOCOLS
+
 from .._io import atomic_write_text
 from ..errors import RunError
-from ..models import MODELS, POOLINGS
-from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
-
-PROTOCOLS = ("chord", "cdil")
-BACKENDS = ("auto", "message", "fused", "sparse")
-SCHEDULERS = ("constant", "cosine", "warmup-cosine")
-WEIGHTS_FROM = ("embedding", "state")
-BLOCKS = ("encoder", "paper")
-STEMS = ("none", "conv")
-OPTIMIZERS = ("adamw", "adam")
-POSITION_INITS = ("sinusoid", "normal")
-MIX_INITS = ("sum", "stable", "paper")
+from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FROM
+from ..nn import BACKENDS, MIX_INITS
+from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
+from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, OPTIMIZERS, SCHEDULERS,
+                     TASK_DEFAULTABLE)
 
 #: The config layout written by this version. Version 1 (no ``config_version`` key) predates the
-#: encoder model; its missing fields load as :data:`LEGACY_DEFAULTS`, i.e. as the model it trained.
+#: encoder model; its missing fields load as :data:`~sparsemix.train.recipe.LEGACY_DEFAULTS`, i.e.
+#: as the model it trained.
 CONFIG_VERSION = 2
-LEGACY_DEFAULTS: dict[str, Any] = {"config_version": 1, "block": "paper", "stem": "none",
-                                   "stem_kernel": 7, "mixing": True, "position_init": "normal",
-                                   "mix_init": "stable", "optimizer": "adam", "warmup_steps": 0}
 
-#: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
-TASK_DEFAULTABLE: dict[str, Any] = {"positional": True, "mix_gain": 0.3}
+#: Every option vocabulary of a run: the option's field -> the names its owner accepts (imported
+#: from the module that owns each; never restated). ``sparsemix train`` checks and lists these.
+CHOICES: dict[str, Any] = {"protocol": PROTOCOLS, "backend": BACKENDS, "pooling": POOLINGS,
+                           "model": MODELS, "block": BLOCKS, "stem": STEMS,
+                           "position_init": POSITION_INITS, "mix_init": MIX_INITS,
+                           "weights_from": WEIGHTS_FROM, "optimizer": OPTIMIZERS,
+                           "scheduler": SCHEDULERS}
 
-#: ``extra`` keys the models read (tasks declare theirs with ``register_task(extras=...)``).
-MODEL_EXTRAS = frozenset({"cdil_layers"})
+#: The largest ``--seed``: numpy's generators take seeds below 2**32, and every run seeds numpy too.
+MAX_SEED = 2**32 - 1
+
+#: ``extra`` keys the models read, and what each takes (tasks declare theirs with
+#: ``register_task(extras=...)``).
+MODEL_EXTRA_TYPES: dict[str, Extra] = {"cdil_layers": Extra(int, 1)}
+MODEL_EXTRAS = frozenset(MODEL_EXTRA_TYPES)
 _DEVICE = re.compile(r"(auto|cpu|cuda(:\d+)?)")
 
 # Fields that may differ when a run is resumed: where/how long/on what it runs, not what it learns.
@@ -47,49 +50,46 @@ RESUMABLE_FIELDS = frozenset({"out", "epochs", "resume", "device", "time_budget_
 class TrainConfig:
     """Everything that defines a training run. ``sparsemix train --help`` documents each field.
 
-    The defaults are the recipe ``benchmarks/learning.py`` selected (docs/learning.md): the encoder
-    model (2 pre-norm Paramixer encoder layers, sum-initialised factors, sinusoid-initialised learned
-    positions) trained with AdamW, a linear warm-up and cosine decay.
+    The defaults come from :mod:`sparsemix.train.recipe` (``DEFAULTS``), the recipe
+    ``benchmarks/learning.py`` selected (docs/learning.md).
     """
 
     config_version: int = CONFIG_VERSION
     task: str = ""
     out: str = ""
     length: Optional[int] = None
-    epochs: int = 10
-    seed: int = 0
-    protocol: str = "chord"
-    backend: str = "auto"
-    device: str = "auto"
+    epochs: int = DEFAULTS["epochs"]
+    seed: int = DEFAULTS["seed"]
+    protocol: str = DEFAULTS["protocol"]
+    backend: str = DEFAULTS["backend"]
+    device: str = DEFAULTS["device"]
     train_size: Optional[int] = None
     val_size: Optional[int] = None
     test_size: Optional[int] = None
     fasta: list[str] = field(default_factory=list)
-    batch_size: int = 32
-    lr: float = 3e-3
-    dropout: float = 0.0
-    channels: int = 32
-    num_layers: int = 2
+    batch_size: int = DEFAULTS["batch_size"]
+    lr: float = DEFAULTS["lr"]
+    dropout: float = DEFAULTS["dropout"]
+    channels: int = DEFAULTS["channels"]
+    num_layers: int = DEFAULTS["num_layers"]
     hidden_channels: Optional[int] = None
-    pooling: str = "mean"
-    model: str = "paramixer"
-    block: str = "encoder"
-    stem: str = "none"
-    stem_kernel: int = 7
-    kmer: int = 0  # k-mer embedding + linear skip path (paramixer, DNA); 0: off
-    rc_conjoin: bool = False  # eval: average the logits of both strands (DNA)
-    mixing: bool = True
-    mix_init: str = "sum"
+    pooling: str = DEFAULTS["pooling"]
+    model: str = DEFAULTS["model"]
+    block: str = DEFAULTS["block"]
+    stem: str = DEFAULTS["stem"]
+    stem_kernel: int = DEFAULTS["stem_kernel"]
+    mixing: bool = DEFAULTS["mixing"]
+    mix_init: str = DEFAULTS["mix_init"]
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
     positional: Optional[bool] = None  # None ("auto"): the task's default
-    position_init: str = "sinusoid"
-    weights_from: str = "embedding"
-    num_heads: int = 1
-    optimizer: str = "adamw"
-    weight_decay: float = 0.01
-    scheduler: str = "warmup-cosine"
+    position_init: str = DEFAULTS["position_init"]
+    weights_from: str = DEFAULTS["weights_from"]
+    num_heads: int = DEFAULTS["num_heads"]
+    optimizer: str = DEFAULTS["optimizer"]
+    weight_decay: float = DEFAULTS["weight_decay"]
+    scheduler: str = DEFAULTS["scheduler"]
     warmup_steps: Optional[int] = None
-    clip_grad: Optional[float] = 1.0
+    clip_grad: Optional[float] = DEFAULTS["clip_grad"]
     deterministic: bool = False
     resume: bool = False
     max_steps_per_epoch: Optional[int] = None
@@ -108,7 +108,7 @@ class TrainConfig:
             raise ValueError("--out is required")
         _int("--length", self.length, 2, optional=True)
         _int("--epochs", self.epochs, 1)
-        _int("--seed", self.seed, 0)
+        _int("--seed", self.seed, 0, maximum=MAX_SEED)
         for name in ("train_size", "val_size", "test_size", "max_steps_per_epoch",
                      "eval_batch_size", "hidden_channels"):
             _int("--" + name.replace("_", "-"), getattr(self, name), 1, optional=True)
@@ -117,20 +117,9 @@ class TrainConfig:
         _int("--num-layers", self.num_layers, 1)
         _int("--num-heads", self.num_heads, 1)
         _int("--stem-kernel", self.stem_kernel, 1)
-        if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not (
-                0 <= self.kmer <= KMER_MAX_K):
-            raise ValueError(f"--kmer must be 0 (off) or a k-mer length in 1..{KMER_MAX_K}, "
-                             f"got {self.kmer!r}")
-        if self.kmer and self.model != "paramixer":
-            raise ValueError(f"--kmer {self.kmer} is an option of --model paramixer")
-        if not isinstance(self.rc_conjoin, bool):
-            raise ValueError(f"--rc-conjoin must be true or false, got {self.rc_conjoin!r}")
         _int("--warmup-steps", self.warmup_steps, 0, optional=True)
-        _choice("--block", self.block, BLOCKS)
-        _choice("--stem", self.stem, STEMS)
-        _choice("--optimizer", self.optimizer, OPTIMIZERS)
-        _choice("--position-init", self.position_init, POSITION_INITS)
-        _choice("--mix-init", self.mix_init, MIX_INITS)
+        for name, choices in CHOICES.items():
+            _choice("--" + name.replace("_", "-"), getattr(self, name), tuple(choices))
         if self.positional is not None and not isinstance(self.positional, bool):
             raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")
         if self.mix_gain is not None:
@@ -144,12 +133,6 @@ class TrainConfig:
         if self.config_version not in (1, CONFIG_VERSION):
             raise ValueError(f"config_version must be 1 or {CONFIG_VERSION}, got "
                              f"{self.config_version!r}")
-        _choice("--protocol", self.protocol, PROTOCOLS)
-        _choice("--backend", self.backend, BACKENDS)
-        _choice("--pooling", self.pooling, POOLINGS)
-        _choice("--model", self.model, tuple(MODELS))
-        _choice("--scheduler", self.scheduler, SCHEDULERS)
-        _choice("--weights-from", self.weights_from, WEIGHTS_FROM)
         if not (isinstance(self.device, str) and _DEVICE.fullmatch(self.device)):
             raise ValueError(f"--device must be auto, cpu or cuda[:i], got {self.device!r}")
         _float("--lr", self.lr, 0.0, strict=True)
@@ -165,6 +148,9 @@ class TrainConfig:
             raise ValueError(f"--fasta must be a list of LABEL=PATH strings, got {self.fasta!r}")
         if not isinstance(self.extra, dict):
             raise ValueError(f"extra must be a dict, got {type(self.extra).__name__}")
+        load_all()
+        if self.task in TASKS:  # an unknown task is named by the trainer, with the known ones
+            check_extras(self.task, self.extra, MODEL_EXTRA_TYPES)
         try:
             json.dumps(self.to_dict())
         except TypeError as err:
@@ -175,8 +161,6 @@ class TrainConfig:
         """Fill the options left at None ("auto", :data:`TASK_DEFAULTABLE`) from the task's
         ``model_defaults`` (Adding: no positions, a small mixing gain; docs/learning.md), else
         with the general defaults. Returns self."""
-        from ..tasks.base import TASK_OPTIONS, TaskOptions, load_all
-
         load_all()
         recommended = TASK_OPTIONS.get(self.task, TaskOptions()).model_defaults
         for name, general in TASK_DEFAULTABLE.items():
@@ -200,7 +184,7 @@ class TrainConfig:
         if "config_version" not in data:  # written before the encoder model existed
             data = {**LEGACY_DEFAULTS, **data}
         if "mix_gain" not in data:  # written before the option: its encoder layers started at 1
-            data = {**data, "mix_gain": 1.0}
+            data = {**data, "mix_gain": LEGACY_MIX_GAIN}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:
@@ -227,11 +211,14 @@ class TrainConfig:
         return [f"{k}: {a[k]!r} != {b.get(k)!r}" for k in a if a[k] != b.get(k)]
 
 
-def _int(name: str, value: Any, minimum: int, optional: bool = False) -> None:
+def _int(name: str, value: Any, minimum: int, optional: bool = False,
+         maximum: Optional[int] = None) -> None:
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        allowed = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
 
 
 def _float(name: str, value: Any, minimum: float, strict: bool = False) -> None:
@@ -242,5 +229,6 @@ def _float(name: str, value: Any, minimum: float, strict: bool = False) -> None:
 
 
 def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """``value`` must be one of ``choices`` (an option's vocabulary, :data:`CHOICES`)."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

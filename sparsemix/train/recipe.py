@@ -1,26 +1,73 @@
-"""The optimisation recipe of a run: optimizer and learning-rate schedule from its TrainConfig."""
+"""The recipe of a run, in one place: every default of :class:`~sparsemix.train.TrainConfig`, the
+options a task may fill (``auto``), the values old run folders load with, and the optimiser and
+learning-rate schedule built from a config.
+
+Everything that needs a default reads it from here: ``TrainConfig``'s fields, ``sparsemix train
+--help`` (through ``TrainConfig``), :meth:`TrainConfig.resolve_task_defaults` and
+:meth:`TrainConfig.from_dict` (old runs). The defaults are the recipe ``benchmarks/learning.py``
+selected (docs/learning.md): the encoder model (2 pre-norm Paramixer encoder layers, sum-initialised
+factors, sinusoid-initialised learned positions) trained with AdamW, a linear warm-up and cosine
+decay.
+
+The library's model constructors (:class:`sparsemix.models.SequenceClassifier`) keep the paper's
+model as their default and do not read this module: the models package sits below ``train`` in the
+import order, and a constructor called without options builds the published model.
+"""
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 from torch import nn
 
-from .config import TrainConfig
+if TYPE_CHECKING:  # config imports this module for its defaults; annotations only
+    from .config import TrainConfig
+
+#: ``--optimizer`` and ``--scheduler``: the names :func:`build_optimizer` and
+#: :func:`build_scheduler` understand.
+OPTIMIZERS = ("adamw", "adam")
+SCHEDULERS = ("constant", "cosine", "warmup-cosine")
+
+#: The default of every :class:`TrainConfig` option that has one (the others: required, or None).
+DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "epochs": 10, "seed": 0, "protocol": "chord", "backend": "auto", "device": "auto",
+    "batch_size": 32, "lr": 3e-3, "dropout": 0.0, "channels": 32, "num_layers": 2,
+    "pooling": "mean", "model": "paramixer", "block": "encoder", "stem": "none", "stem_kernel": 7,
+    "mixing": True, "mix_init": "sum", "position_init": "sinusoid", "weights_from": "embedding",
+    "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
+    "clip_grad": 1.0,
+})
+
+#: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
+TASK_DEFAULTABLE: Mapping[str, Any] = MappingProxyType({"positional": True, "mix_gain": 0.3})
+
+#: Config version 1 (no ``config_version`` key) predates the encoder model: its missing fields load
+#: as these, i.e. as the model and recipe it trained.
+LEGACY_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    "config_version": 1, "block": "paper", "stem": "none", "stem_kernel": 7, "mixing": True,
+    "position_init": "normal", "mix_init": "stable", "optimizer": "adam", "warmup_steps": 0})
+
+#: A config written before ``--mix-gain`` existed: its encoder layers started at gain 1.
+LEGACY_MIX_GAIN = 1.0
+
+#: ``warmup-cosine`` without ``--warmup-steps``: 1/WARMUP_DIVISOR of the run, at most WARMUP_MAX_STEPS.
+WARMUP_DIVISOR, WARMUP_MAX_STEPS = 10, 100
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: "TrainConfig") -> torch.optim.Optimizer:
     """``cfg.optimizer`` over all parameters at ``cfg.lr``: "adamw" (decoupled ``cfg.weight_decay``)
     or "adam" (the paper's; ``cfg.weight_decay`` as L2)."""
     cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
     return cls(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+def warmup_steps(cfg: "TrainConfig", total_steps: int) -> int:
     """``cfg.warmup_steps``, else 10 % of the run, at most 100 steps."""
     if cfg.warmup_steps is not None:
         return cfg.warmup_steps
-    return min(100, total_steps // 10)
+    return min(WARMUP_MAX_STEPS, total_steps // WARMUP_DIVISOR)
 
 
 def lr_factor(step: int, total_steps: int, warmup: int = 0, decay: bool = True) -> float:
@@ -34,7 +81,7 @@ def lr_factor(step: int, total_steps: int, warmup: int = 0, decay: bool = True) 
     return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig,
+def build_scheduler(opt: torch.optim.Optimizer, cfg: "TrainConfig",
                     total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
     """``cfg.scheduler``: "constant"; "cosine" decay to 0 over ``total_steps`` optimiser steps; or
     "warmup-cosine" (:func:`warmup_steps` of linear warm-up, then the cosine)."""

@@ -94,7 +94,14 @@ def test_factor_index_out_of_range() -> None:
     topo = topologies.chord(8)
     with pytest.raises(IndexError, match="m=3"):
         topo.edge_index(3)
-    assert torch.equal(topo.edge_index(-1), topo.edge_index(2))
+    # a negative index is refused (it used to mean the last factor, silently), naming m
+    for view in (topo.edge_index, topo.source_index, topo.inverse_index, topo.shifts, topo.slot):
+        with pytest.raises(IndexError, match=r"m=-1 out of range.*\[0, 2\]"):
+            view(-1)
+    with pytest.raises(ValueError, match="m=-1"):  # also a ValueError, for argument checks
+        topo.dense(-1, torch.zeros(8, topo.num_slots))
+    with pytest.raises(TypeError, match="factor m must be an int"):
+        topo.edge_index(1.0)
 
 
 def test_chord_factors_share_index_tensors() -> None:

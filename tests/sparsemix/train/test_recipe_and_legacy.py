@@ -14,13 +14,13 @@ from sparsemix.train.recipe import lr_factor
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("block", "fancy", "--block must be one of encoder, paper"),
+    ("block", "fancy", "--block must be one of paper, encoder"),
     ("stem", "cnn", "--stem must be one of none, conv"),
     ("stem_kernel", 0, "--stem-kernel must be an integer >= 1"),
     ("optimizer", "sgd", "--optimizer must be one of adamw, adam"),
     ("scheduler", "linear", "--scheduler must be one of constant, cosine, warmup-cosine"),
     ("warmup_steps", -1, "--warmup-steps must be an integer >= 0"),
-    ("position_init", "zeros", "--position-init must be one of sinusoid, normal"),
+    ("position_init", "zeros", "--position-init must be one of normal, sinusoid"),
     ("mix_init", "ones", "--mix-init must be one of sum, stable, paper"),
     ("mixing", "no", "--mixing must be true or false"),
     ("positional", "yes", "--positional must be true, false or auto"),
