@@ -1,8 +1,11 @@
-"""Helpers shared by the DNA demos (not part of the library): baselines on a task's splits,
+"""Helpers shared by the DNA demos (not part of the library): a fixed number of training steps and
+the wall-clock guard's loud report, baselines fitted on the fragments the model trained on,
 per-length tables, accuracy-vs-length and confusion-matrix figures, the trainer's throughput in
 fragments and bases, and replacing an earlier run of a demo. Matplotlib is imported lazily."""
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import math
 import shutil
@@ -14,7 +17,11 @@ import torch
 from torch import Tensor
 
 from sparsemix.data.baselines import accuracy_by_bucket, run_baselines
+from sparsemix.data.dataset import FragmentDataset
+from sparsemix.data.sampling import Fragment
 from sparsemix.tasks.base import TaskData
+from sparsemix.train import TrainConfig
+from sparsemix.train.data import trained_indices
 from topologies.drawing import pyplot
 
 
@@ -22,6 +29,77 @@ def options_given(args: Any, *names: str) -> dict[str, Any]:
     """The named options the command line set (not None); the others keep ``TrainConfig``'s
     defaults, so a demo trains ``sparsemix train``'s recipe unless told otherwise."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """The DNA model options the demos share: k-mer token stem, reverse complement."""
+    p.add_argument("--kmer", type=int, default=6,
+                   help="k-mer token stem: the id of the k-mer ending at each base, embedded and added "
+                        "(plus its linear skip path), so the model contains the k-mer profile (default 6; "
+                        "0: off)")
+    p.add_argument("--rc-conjoin", action=argparse.BooleanOptionalAction, default=True,
+                   help="predict with the average of the logits of a sequence and of its reverse "
+                        "complement (default on)")
+    p.add_argument("--reverse-complement", action=argparse.BooleanOptionalAction, default=True,
+                   help="reverse-complement augmentation in training (default on, to match the "
+                        "conjoined prediction)")
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``TrainConfig`` fields from :func:`add_model_options`' options (``kmer`` and ``rc_conjoin``
+    only where this version of the trainer has them; asking for them otherwise is an error)."""
+    have = {f.name for f in dataclasses.fields(TrainConfig)}
+    out: dict[str, Any] = {"reverse_complement": args.reverse_complement}
+    for name, off in (("kmer", 0), ("rc_conjoin", False)):
+        if name in have:
+            out[name] = getattr(args, name)
+        elif getattr(args, name) != off:
+            sys.exit(f"--{name.replace('_', '-')}: this sparsemix has no TrainConfig.{name}; "
+                     f"pass --{name.replace('_', '-')} {off} (or --no-rc-conjoin)")
+    return out
+
+
+def plan_steps(cfg: TrainConfig, num_train: int, steps: int) -> int:
+    """Set ``cfg.epochs`` and ``cfg.max_steps_per_epoch`` so that the run takes ``steps``
+    optimiser steps (whole epochs of ``num_train // batch_size`` steps while they fit, each epoch
+    a fresh draw of the training set); returns the steps planned (``steps``, or up to
+    ``epochs - 1`` more when ``steps`` does not split evenly into the epochs)."""
+    if steps < 1:
+        raise SystemExit(f"--steps must be at least 1, got {steps}")
+    full = max(1, num_train // cfg.batch_size)  # never more than the trainer's steps per epoch
+    cfg.epochs = math.ceil(steps / full)
+    cfg.max_steps_per_epoch = math.ceil(steps / cfg.epochs)
+    return cfg.epochs * cfg.max_steps_per_epoch
+
+
+def guard_note(name: str, results: dict, planned: int) -> Optional[str]:
+    """The loud line for a run the wall-clock guard cut (None when it ran every planned step)."""
+    if results.get("stopped") != "time_budget":
+        return None
+    return (f"{name}: CUT BY THE WALL-CLOCK GUARD after {results['steps']} of {planned} steps; "
+            "its result depends on this machine's speed and load")
+
+
+def shout(notes: Sequence[str]) -> None:
+    """Print guard notes so that nobody misses them."""
+    for note in notes:
+        bar = "!" * min(100, len(note) + 8)
+        print(f"{bar}\n!!! {note} !!!\n{bar}", flush=True)
+
+
+def trained_fragments(task: TaskData, cfg: TrainConfig) -> list[Fragment]:
+    """The training fragments a run of ``cfg`` (its epochs, steps per epoch, batch and seed) reads
+    on ``task``, all epochs together: each epoch's draw of a re-drawn training set
+    (``ResampledFragmentDataset``), the manifest every epoch otherwise. A fragment read in two
+    epochs (a fixed training set) is listed twice, as the model saw it twice."""
+    ds = task.train
+    per_epoch = trained_indices(task, cfg.batch_size, cfg.seed, cfg.epochs,
+                                cfg.max_steps_per_epoch)
+    out: list[Fragment] = []
+    for epoch, indices in enumerate(per_epoch):
+        frags = ds.epoch_fragments(epoch) if hasattr(ds, "epoch_fragments") else ds.fragments
+        out += [frags[i] for i in indices]
+    return out
 
 
 class LazyTokens(Sequence[Tensor]):
@@ -49,9 +127,17 @@ def split_arrays(task: TaskData) -> dict[str, tuple[Sequence[Tensor], Tensor, li
     return out
 
 
-def baselines_for(task: TaskData, ks: Sequence[int] = (4, 6)) -> dict[str, dict]:
-    """GC and k-mer logistic regression fitted on the task's train split, tested on its test."""
-    return run_baselines(split_arrays(task), task.num_classes, task.meta["bucket_edges"], ks=ks)
+def baselines_for(task: TaskData, ks: Sequence[int] = (4, 6),
+                  train: Optional[Sequence[Fragment]] = None) -> dict[str, dict]:
+    """GC and k-mer logistic regression fitted on ``train`` (e.g. :func:`trained_fragments`: the
+    fragments the model trained on; default the task's train split as served now), L2 chosen on
+    the validation split, tested on the test split."""
+    arrays = split_arrays(task)
+    if train is not None:
+        ds = FragmentDataset(train, task.train.store, task.class_names)
+        arrays["train"] = (LazyTokens(ds), torch.tensor([ds.label(i) for i in range(len(ds))]),
+                           list(ds.lengths))
+    return run_baselines(arrays, task.num_classes, task.meta["bucket_edges"], ks=ks)
 
 
 def model_buckets(pred: dict, edges: Sequence[int]) -> dict[str, dict[str, float]]:

@@ -9,10 +9,21 @@ mixed by its own topology) and is reported per length bucket next to the same mo
 switched off (identity factors: what the long-range mixing adds) and GC-content and 4-/6-mer
 logistic-regression baselines, all fitted in the same run on the same splits.
 
+The model has a 6-mer token stem (``--kmer 6``, so it contains the 6-mer profile the baseline
+uses), trains with reverse-complement augmentation and predicts with the average of both strands'
+logits (``--rc-conjoin``). Training fragments are drawn afresh every epoch from the training
+strains (validation and test fragments are fixed), and the baselines are fitted on exactly the
+fragments the model's steps read, all epochs together.
+
+Both models train a fixed number of optimiser steps (``--steps``), so the result does not depend
+on the machine's speed or load. A wall-clock guard (``--guard-s``, per model, on the training
+steps) only protects against a machine far slower than expected; a run it cuts is reported loudly
+in the output, ``results.json`` and ``results.md``.
+
 Steps: fetch the pinned packages into the cache (``apt-get download``; ~30 MB, once) -> split
-strains and sample fragments (manifests) -> baselines -> train Paramixer (5 epochs, capped by the
-time budget), then the mixing-off model for at least as many steps -> test -> tables, figures,
-JSON and Markdown in ``--out``.
+strains and sample fragments (manifests) -> baselines on the planned training fragments -> train
+Paramixer, then the mixing-off model, for the same steps -> test -> tables, figures, JSON and
+Markdown in ``--out``.
 
     python -m demos.dna_species --out runs/demo-dna-species            # <= 10 min on 2 CPU cores
     python -m demos.dna_species --out runs/dna-species-full --full      # longer, up to 16 kb
@@ -21,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -36,22 +46,26 @@ from sparsemix.train import TrainConfig, load_model, predict, train
 
 from . import _report as report
 
-# Default run: sized to finish within 10 minutes on 2 CPU cores, fetching included.
+# Default run: 500 steps (4 epochs of 125, each a fresh draw of 2,000 fragments) for each model,
+# sized to finish within 10 minutes on an idle 2-core machine (~50,000 bases/s for Paramixer,
+# fetching included); the guard cuts a model's training after 900 s of steps (about 4x that).
 QUICK = dict(length=4096, min_length=256, train_size=2000, val_size=500, test_size=1000,
-             epochs=5, budget_s=600.0, reserve_s=100.0)
-# --full: all lengths up to 16 kb, five times the data, no time budget.
+             steps=500, guard_s=900.0)
+# --full: all lengths up to 16 kb, five times the data, 10 epochs of 625 steps, no guard.
 FULL = dict(length=16384, min_length=256, train_size=10000, val_size=1000, test_size=2500,
-            epochs=10, budget_s=None, reserve_s=0.0)
+            steps=6250, guard_s=None)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/dna-species", help="output folder (replaced if it holds an earlier run of this demo)")
-    p.add_argument("--full", action="store_true", help="lengths up to 16 kb, 10k training fragments, 10 epochs, no time budget")
-    p.add_argument("--budget-s", type=float, default=None,
-                   help="wall-clock budget of the whole demo in seconds (default 600; none with --full); "
-                        "training gets what is left after data and baselines, minus a reserve for testing")
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--full", action="store_true", help="lengths up to 16 kb, 10k training fragments per epoch, 6,250 steps, no guard")
+    p.add_argument("--steps", type=int, default=None,
+                   help="optimiser steps of each model (default 500; 6250 with --full), in epochs of "
+                        "train-size / batch-size steps, each epoch a fresh draw of the training fragments")
+    p.add_argument("--guard-s", type=float, default=None,
+                   help="wall-clock guard: stop a model's training after this many seconds of steps, and "
+                        "say so loudly (default 900; 0: none, the default with --full)")
     p.add_argument("--length", type=int, default=None, help="longest fragment (default 4096; 16384 with --full)")
     p.add_argument("--min-length", type=int, default=None, help="shortest fragment (default 256)")
     p.add_argument("--train-size", type=int, default=None)
@@ -65,9 +79,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--stem", default="conv", choices=("conv", "none"),
                    help="local convolution over the embedded bases (default conv: k-mer-like features)")
     p.add_argument("--no-ablation", action="store_true",
-                   help="skip the mixing-off model (then the whole training budget goes to Paramixer)")
+                   help="skip the mixing-off model")
     p.add_argument("--protocol", default="chord", choices=("chord", "cdil"))
-    p.add_argument("--reverse-complement", action="store_true", help="reverse-complement augmentation in training")
+    report.add_model_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1,
@@ -78,11 +92,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def _settings(args: argparse.Namespace) -> dict:
     s = dict(FULL if args.full else QUICK)
-    for key in ("length", "min_length", "train_size", "val_size", "test_size", "epochs"):
+    for key in ("length", "min_length", "train_size", "val_size", "test_size", "steps", "guard_s"):
         if getattr(args, key) is not None:
             s[key] = getattr(args, key)
-    if args.budget_s is not None:
-        s["budget_s"] = args.budget_s
+    s["guard_s"] = s["guard_s"] or None  # 0: no guard
     return s
 
 
@@ -100,14 +113,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     report.clear_previous_run(out / "train-no-mixing", "dna-species")
     given = report.options_given(args, "num_layers", "lr")
     cfg = TrainConfig(
-        task="dna-species", out=str(run), length=s["length"], epochs=s["epochs"], seed=args.seed,
+        task="dna-species", out=str(run), length=s["length"], seed=args.seed,
         protocol=args.protocol, device=args.device, train_size=s["train_size"],
         val_size=s["val_size"], test_size=s["test_size"], batch_size=args.batch_size,
         channels=args.channels, positional=False, pooling="mean", stem=args.stem,
-        reverse_complement=args.reverse_complement, extra={"min_length": s["min_length"]}, **given)
-    # the ablation: the same model, data, seed and steps budget with identity factors
-    ablation = None if args.no_ablation else TrainConfig(
-        **{**cfg.to_dict(), "out": str(out / "train-no-mixing"), "mixing": False})
+        time_budget_s=s["guard_s"], extra={"min_length": s["min_length"]},
+        **report.model_options(args), **given)
 
     # 1. data: fetch (first run only), split strains, sample, write manifests
     print(f"[1/5] genomes: cache {cache_dir()} (set SPARSEMIX_CACHE to move it)", flush=True)
@@ -124,38 +135,42 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
               f"{len(strains[split])} strains: {', '.join(strains[split])}")
     print(f"      lengths {task.meta['min_length']}-{task.meta['length']} bp log-uniform; "
           f"manifests in {run / 'manifests'} ({t_data:.0f} s)", flush=True)
+    planned = report.plan_steps(cfg, len(task.train), s["steps"])
+    # the ablation: the same model, data, seed and steps with identity factors (step-matched:
+    # without the factors a step is several times cheaper, so equal time would compare training
+    # lengths, not models)
+    ablation = None if args.no_ablation else TrainConfig(
+        **{**cfg.to_dict(), "out": str(out / "train-no-mixing"), "mixing": False})
 
-    # 2. baselines on exactly these splits
-    print("[2/5] baselines: GC content, 4-mer and 6-mer logistic regression", flush=True)
+    # 2. baselines fitted on the fragments the models' steps will read, all epochs together
+    seen = report.trained_fragments(task, cfg)
+    print(f"[2/5] baselines: GC content, 4-mer and 6-mer logistic regression, fitted on the "
+          f"{len(seen)} training fragments the models' {planned} steps read ({cfg.epochs} "
+          f"epoch(s){', each drawn afresh' if task.meta['resample'] else ''})", flush=True)
     t0 = time.perf_counter()
-    base = report.baselines_for(task, ks=(4, 6))
+    base = report.baselines_for(task, ks=(4, 6), train=seen)
     for name, r in base.items():
         print(f"      {name:6s} test accuracy {r['buckets']['all']['accuracy']:.3f}")
     t_base = time.perf_counter() - t0
 
-    # 3. train Paramixer, capped by the budget, then the ablation for as many steps (a step-matched
-    #    ablation: without the factors a step is several times cheaper, so equal time would compare
-    #    training lengths, not models)
+    # 3. train Paramixer, then the ablation, each for the same fixed number of steps
     what = (f"Paramixer ({cfg.channels} channels, {cfg.num_layers} {cfg.block} layer(s), "
-            f"{cfg.protocol}, stem {cfg.stem})")
-    share = 0.8 if ablation is not None else 1.0  # the ablation's epochs take a fraction of the time
-    if s["budget_s"] is not None:
-        left = s["budget_s"] - (time.perf_counter() - t_start) - s["reserve_s"]
-        cfg.time_budget_s = max(30.0, share * left)
-        print(f"[3/5] training {what} for {cfg.epochs} epochs within {cfg.time_budget_s:.0f} s",
-              flush=True)
-    else:
-        print(f"[3/5] training {what} for {cfg.epochs} epochs", flush=True)
+            f"{cfg.protocol}, stem {cfg.stem}, k-mer {getattr(cfg, 'kmer', 0) or 'off'})")
+    guard = f"; guard {cfg.time_budget_s:.0f} s of steps" if cfg.time_budget_s else ""
+    print(f"[3/5] training {what}: {planned} steps ({cfg.epochs} epoch(s) of "
+          f"{cfg.max_steps_per_epoch}){guard}", flush=True)
     t0 = time.perf_counter()
     results = train(cfg)
+    notes = [n for n in [report.guard_note("Paramixer", results, planned)] if n]
+    report.shout(notes)
     ablation_results = None
     if ablation is not None:
-        # at least Paramixer's steps: a budget-cut last epoch counts whole, so the ablation is
-        # never the one with less training
-        steps_per_epoch = math.ceil(len(task.train) / cfg.batch_size)
-        ablation.epochs = max(1, math.ceil(results["steps"] / steps_per_epoch))
-        print(f"      the same with mixing off, {ablation.epochs} epoch(s)", flush=True)
+        print(f"      the same with mixing off, {planned} steps", flush=True)
         ablation_results = train(ablation)
+        note = report.guard_note("Paramixer, mixing off", ablation_results, planned)
+        if note:
+            report.shout([note])
+            notes.append(note)
     t_train = time.perf_counter() - t0
 
     # 4. test per length bucket, figures
@@ -201,12 +216,21 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             "name": "paramixer", "channels": cfg.channels, "num_layers": cfg.num_layers,
             "block": cfg.block, "stem": cfg.stem, "lr": cfg.lr,
             "protocol": args.protocol, "parameters": results["parameters"],
-            "steps": results["steps"], "epochs_done": results["epochs_done"],
-            "best_epoch": results["best_epoch"], "stopped": results["stopped"]},
+            "kmer": getattr(cfg, "kmer", 0), "rc_conjoin": getattr(cfg, "rc_conjoin", False),
+            "reverse_complement": cfg.reverse_complement,
+            "steps_planned": planned, "steps": results["steps"],
+            "epochs_done": results["epochs_done"], "best_epoch": results["best_epoch"],
+            "stopped": results["stopped"]},
         "ablation": None if ablation_results is None else {
-            "mixing": False, "steps": ablation_results["steps"],
+            "mixing": False, "steps_planned": planned, "steps": ablation_results["steps"],
             "epochs_done": ablation_results["epochs_done"], "stopped": ablation_results["stopped"],
             "throughput": report.training_throughput(ablation_results)},
+        "guard": {"seconds_of_steps": cfg.time_budget_s, "cut": notes},
+        "training_fragments": {"resampled_every_epoch": task.meta["resample"],
+                               "per_epoch": len(task.train), "epochs": cfg.epochs,
+                               "read_by_the_steps": len(seen)},
+        "baselines_fitted_on": (f"the {len(seen)} training fragments the models' {planned} steps "
+                                f"read, all {cfg.epochs} epoch(s) together"),
         "test_accuracy": {name: per["all"]["accuracy"] for name, per in rows.items()},
         "buckets": rows, "confusion": cm.tolist(), "confusion_kmer6": cm6.tolist(),
         "baseline_l2": {k: v["l2"] for k, v in base.items()},
@@ -218,9 +242,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     md = [f"# dna-species: species of origin, held-out strains\n",
+          *[f"**{note}.**\n" for note in notes],
           f"`{summary['command']}` — {total:.0f} s total, {torch.get_num_threads()} torch threads, "
-          f"Paramixer {results['parameters']:,} parameters, {results['epochs_done']} epoch(s)"
-          f"{' (stopped by the time budget)' if results['stopped'] else ''}.\n",
+          f"Paramixer {results['parameters']:,} parameters, {results['steps']} of {planned} "
+          f"steps ({results['epochs_done']} epoch(s), training fragments "
+          f"{'drawn afresh every epoch' if task.meta['resample'] else 'fixed'}); baselines "
+          f"fitted on {summary['baselines_fitted_on']}.\n",
           "Test accuracy by fragment length (bp):\n", table, "",
           f"Training throughput: {thr['fragments_per_s']:.1f} fragments/s, "
           f"{thr['bases_per_s']:,.0f} bases/s ({thr['fragments']} fragments, "
@@ -234,6 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
           f"{', '.join(p.name for p in figs.values())}; checkpoint {run / 'best.pt'}")
     print(f"      total {total:.0f} s (data {t_data:.0f}, baselines {t_base:.0f}, "
           f"training+test {t_train:.0f})")
+    report.shout(notes)  # again at the end, where a reader looks
     return summary
 
 
