@@ -149,6 +149,12 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--stem"], "stem", str, "{stem}: conv is a local convolution after the embedding (k-mer "
                               "features for DNA; never crosses a sequence boundary)"),
     (["--stem-kernel"], "stem_kernel", int, "taps of the conv stem"),
+    (["--kmer"], "kmer", int, "DNA, paramixer: k-mer length (1..12; 0: off) of a k-mer embedding "
+                              "added to each base's (the k-mer ending there) and mean-pooled into "
+                              "the head, so the model contains the k-mer logistic regression"),
+    (["--rc-conjoin"], "rc_conjoin", _bool, "DNA: true/false; evaluate on both strands (average "
+                                            "the logits of a sequence and its reverse complement; "
+                                            "training is unchanged)"),
     (["--mixing"], "mixing", _bool, "true/false; false replaces the factor products by the identity "
                                     "(ablation; --block encoder)"),
     (["--mix-init"], "mix_init", str, "factor init: {mix_init} (sum, encoder: factor m starts as "

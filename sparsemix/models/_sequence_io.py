@@ -41,7 +41,9 @@ def check_pooling(pooling: str) -> str:
 
 
 class InputEmbedding(nn.Module):
-    r"""Token (``nn.Embedding``) or continuous (``nn.Linear``) input, plus optional learned positions.
+    r"""Token (``nn.Embedding``) or continuous (``nn.Linear``) input, plus optional learned positions
+    and, for DNA tokens, an optional k-mer embedding (:class:`~sparsemix.nn.KmerEmbedding`, the
+    k-mer ending at each base, added to the base's own embedding as DNABERT's k-mer tokens).
 
     Args:
         channels (int): Output channels :math:`C`.
@@ -53,6 +55,8 @@ class InputEmbedding(nn.Module):
         position_init (str): Its initial values: ``"normal"`` (:math:`\mathcal{N}(0, 1)`, PyTorch's
             default) or ``"sinusoid"`` (the sin/cos table of Vaswani et al., still learned; gives the
             weight MLPs smooth, multi-scale positions to gate on). (default: ``"normal"``)
+        kmer (KmerEmbedding, optional): Added to the token embedding (token input only); it sees
+            the same ``batch``, so k-mers never cross a sequence boundary. (default: ``None``)
 
     Shapes:
         - **input:** [B, N] / [T] long, or [B, N, F] / [T, F] float (with ``batch``).
@@ -61,7 +65,8 @@ class InputEmbedding(nn.Module):
 
     def __init__(self, channels: int, vocab_size: Optional[int] = None,
                  input_dim: Optional[int] = None, max_len: Optional[int] = None,
-                 positional: bool = False, position_init: str = "normal") -> None:
+                 positional: bool = False, position_init: str = "normal",
+                 kmer: Optional[nn.Module] = None) -> None:
         super().__init__()
         if position_init not in POSITION_INITS:
             raise ValueError(f"position_init must be one of {POSITION_INITS}, got {position_init!r}")
@@ -70,10 +75,13 @@ class InputEmbedding(nn.Module):
                              f"(continuous input), got vocab_size={vocab_size}, input_dim={input_dim}")
         if positional and max_len is None:
             raise ValueError("positional=True needs max_len")
+        if kmer is not None and vocab_size is None:
+            raise ValueError("a k-mer embedding needs token input (vocab_size), not input_dim")
         self.vocab_size, self.input_dim, self.max_len = vocab_size, input_dim, max_len
         self.tokens = nn.Embedding(vocab_size, channels) if vocab_size is not None else None
         self.linear = nn.Linear(input_dim, channels) if input_dim is not None else None
         self.positions = nn.Embedding(max_len, channels) if positional else None
+        self.kmer = kmer
         if self.positions is not None and position_init == "sinusoid":
             with torch.no_grad():
                 self.positions.weight.copy_(sinusoid_table(max_len, channels))
@@ -90,6 +98,8 @@ class InputEmbedding(nn.Module):
                 raise ValueError(f"token ids must be in [0, {self.vocab_size}), got range "
                                  f"[{int(inputs.min())}, {int(inputs.max())}]")
             h = self.tokens(inputs)
+            if self.kmer is not None:
+                h = h + self.kmer(inputs, batch)
         else:
             if inputs.dim() != layout_dim + 1 or inputs.size(-1) != self.input_dim:
                 want = "[T, F]" if batch is not None else "[B, N, F]"

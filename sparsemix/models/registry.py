@@ -16,7 +16,7 @@ from .transformer import TransformerClassifier
 
 # Options of the Paramixer model that the baselines do not have.
 _PARAMIXER_ONLY = ("protocol", "backend", "weights_from", "block", "stem", "stem_kernel", "mixing",
-                   "mix_init", "mix_gain")
+                   "mix_init", "mix_gain", "kmer", "kmer_base_ids")
 
 
 def _drop(kw: dict, names) -> dict:

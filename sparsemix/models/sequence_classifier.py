@@ -2,12 +2,12 @@
 → linear head."""
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..nn import LocalConvStem, Paramixer, ParamixerEncoderLayer
+from ..nn import KmerEmbedding, LocalConvStem, Paramixer, ParamixerEncoderLayer
 from ._sequence_io import InputEmbedding, check_pooling, embed_sequences, pool
 
 WEIGHTS_FROM = ("embedding", "state")
@@ -33,6 +33,28 @@ class SequenceClassifier(nn.Module):
     \mathrm{EncoderLayer}_l(\mathbf{H}_{l-1})` (pre-norm mixing and FFN, each with a residual; the
     factor MLPs read the layer's normalised input, which carries the positions), then a final
     LayerNorm before the pooling; ``weights_from`` does not apply.
+
+    ``kmer=k`` (DNA tokens) adds a :class:`~sparsemix.nn.KmerEmbedding` :math:`\mathbf{K}` (the
+    k-mer ending at each base) to :math:`\mathbf{E}`, and its mean over the sequence's
+    :math:`n` positions to the pooled features, a linear skip path past every layer and the
+    final LayerNorm:
+
+    .. math::
+        \hat{\mathbf{y}} = \mathrm{Linear}\Big(\mathrm{pool}(\ldots) + \frac{1}{n}
+        \sum_{i=1}^{n} \mathbf{K}_i\Big)
+        = \mathrm{Linear}(\mathrm{pool}(\ldots)) + \mathbf{W}_{\text{head}}\,
+        \mathbf{E}_k^\top \mathbf{f}, \qquad f_u = \frac{\#\{i : \text{k-mer } u
+        \text{ ends at } i\}}{n}.
+
+    So the model contains every linear model on k-mer frequencies :math:`\mathbf{f}` (weights of
+    rank :math:`\le C`, e.g. any :math:`\le C` classes), exactly: zero the rest (e.g. the final
+    LayerNorm's affine) and set :math:`\mathbf{W}_{\text{head}} \mathbf{E}_k^\top`. The
+    denominator is :math:`n`, all positions, including the first :math:`k-1` and windows with N
+    (which count no k-mer). :mod:`sparsemix.data.baselines` fits its LR on strand-symmetric
+    counts (forward + reverse complement) over the number of complete ACGT k-mers, standardised:
+    a linear function of the forward counts, so for fragments of one length without N the model
+    contains that baseline exactly (:math:`k \le 8`, the exact table); across lengths the two
+    denominators differ by the factor :math:`(n - k + 1) / n` (and by the windows with N).
 
     Args:
         vocab_size (int, optional): Token vocabulary (token input); ``None`` with ``input_dim``.
@@ -64,6 +86,11 @@ class SequenceClassifier(nn.Module):
             (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         mix_gain (float): Initial gain of the encoder layers' LayerNorm on the mixing output.
             (default: ``0.3``)
+        kmer (int): k-mer length of the k-mer embedding and skip path (see above), 1..12, or
+            ``0`` for none. Needs token input, ``kmer_base_ids`` and pooling ``"mean"`` or
+            ``"cls"``. (default: ``0``)
+        kmer_base_ids (sequence of int, optional): Token ids of A, C, G, T (for DNATokenizer:
+            3, 4, 5, 6; passed in by the trainer, models do not import the data layer).
         **block_kwargs: Passed on to every :class:`~sparsemix.Paramixer` (``num_factors``, ``radius``,
             ``init``, ``checkpoint_weights``, ...).
 
@@ -80,6 +107,7 @@ class SequenceClassifier(nn.Module):
                  backend: str = "auto", block: str = "paper", stem: str = "none",
                  stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
                  position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.3,
+                 kmer: int = 0, kmer_base_ids: Optional[Sequence[int]] = None,
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)
@@ -102,7 +130,9 @@ class SequenceClassifier(nn.Module):
         self.block, self.stem_type, self.mixing = block, stem, mixing
         self.embed = InputEmbedding(channels, vocab_size=vocab_size, input_dim=input_dim,
                                     max_len=max_len, positional=positional,
-                                    position_init=position_init)
+                                    position_init=position_init,
+                                    kmer=_kmer_embedding(channels, kmer, kmer_base_ids,
+                                                         vocab_size, pooling))
         self.embed_dropout = nn.Dropout(dropout)
         self.stem = LocalConvStem(channels, stem_kernel) if stem == "conv" else None
         self.cls = nn.Parameter(torch.randn(channels) * 0.02) if pooling == "cls" else None
@@ -130,14 +160,38 @@ class SequenceClassifier(nn.Module):
         self.head = nn.Linear(head_in, num_classes)
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
-        h, batch = embed_sequences(self, tokens, batch, stem=self.stem)
+        h, mixed_batch = embed_sequences(self, tokens, batch, stem=self.stem)
         if self.block == "encoder":
             h = self.embed_dropout(h)
             for layer in self.blocks:
-                h = layer(h, batch=batch)
-            return self.head(pool(self.norm(h), self.pooling, batch))
-        x = self.embed_dropout(h)
-        v = self.embed_dropout(h)  # an independent mask, as the paper's dropout1
-        for block in self.blocks:
-            v = block(v, x=x if self.weights_from == "embedding" else None, batch=batch)
-        return self.head(pool(v, self.pooling, batch))
+                h = layer(h, batch=mixed_batch)
+            pooled = pool(self.norm(h), self.pooling, mixed_batch)
+        else:
+            x = self.embed_dropout(h)
+            v = self.embed_dropout(h)  # an independent mask, as the paper's dropout1
+            for block in self.blocks:
+                v = block(v, x=x if self.weights_from == "embedding" else None, batch=mixed_batch)
+            pooled = pool(v, self.pooling, mixed_batch)
+        if self.embed.kmer is not None:
+            # the linear k-mer skip path: mean over the real positions (never the CLS), no norm
+            pooled = pooled + pool(self.embed.kmer(tokens, batch), "mean", batch)
+        return self.head(pooled)
+
+
+def _kmer_embedding(channels: int, k: int, base_ids: Optional[Sequence[int]],
+                    vocab_size: Optional[int], pooling: str) -> Optional[KmerEmbedding]:
+    """The k-mer embedding of ``kmer=k`` (None for 0), after checking it can apply."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ValueError(f"kmer must be 0 (off) or a k-mer length in 1..12, got {k!r}")
+    if k == 0:
+        return None
+    if vocab_size is None:
+        raise ValueError("kmer needs token input (DNA), not continuous input")
+    if base_ids is None:
+        raise ValueError("kmer needs kmer_base_ids, the token ids of A, C, G and T")
+    if pooling == "flatten":
+        raise ValueError("kmer needs pooling 'mean' or 'cls' (its skip path is a mean)")
+    if max(base_ids) >= vocab_size:
+        raise ValueError(f"kmer_base_ids {list(base_ids)} must be token ids < vocab_size "
+                         f"{vocab_size}")
+    return KmerEmbedding(channels, k, base_ids)

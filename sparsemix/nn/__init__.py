@@ -1,6 +1,7 @@
 """Learnable layers: the sparse factor, the Paramixer block, its encoder layer and the conv stem,
 plus their shared helpers."""
 from .backends import BACKENDS
+from .kmer_embedding import KmerEmbedding
 from .local_conv_stem import LocalConvStem
 from .paramixer import PARAMIXER_INITS, Paramixer
 from .paramixer_encoder_layer import MIX_INITS, ParamixerEncoderLayer
@@ -9,5 +10,5 @@ from .sparse_factor_conv import SparseFactorConv
 from .stacked_weights import stacked_weights
 
 __all__ = ["SparseFactorConv", "Paramixer", "ParamixerEncoderLayer", "LocalConvStem",
-           "stacked_weights", "sequence_lengths", "positions_in_sequence", "BACKENDS",
-           "MIX_INITS", "PARAMIXER_INITS"]
+           "KmerEmbedding", "stacked_weights", "sequence_lengths", "positions_in_sequence",
+           "BACKENDS", "MIX_INITS", "PARAMIXER_INITS"]

@@ -15,6 +15,7 @@ from .._io import atomic_write_text
 from ..errors import RunError
 from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FROM
 from ..nn import BACKENDS, MIX_INITS
+from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
 from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, OPTIMIZERS, SCHEDULERS,
                      TASK_DEFAULTABLE)
@@ -78,6 +79,8 @@ class TrainConfig:
     block: str = DEFAULTS["block"]
     stem: str = DEFAULTS["stem"]
     stem_kernel: int = DEFAULTS["stem_kernel"]
+    kmer: int = 0  # k-mer embedding + linear skip path (paramixer, DNA); 0: off
+    rc_conjoin: bool = False  # eval: average the logits of both strands (DNA)
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
@@ -117,6 +120,14 @@ class TrainConfig:
         _int("--num-layers", self.num_layers, 1)
         _int("--num-heads", self.num_heads, 1)
         _int("--stem-kernel", self.stem_kernel, 1)
+        if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not (
+                0 <= self.kmer <= KMER_MAX_K):
+            raise ValueError(f"--kmer must be 0 (off) or a k-mer length in 1..{KMER_MAX_K}, "
+                             f"got {self.kmer!r}")
+        if self.kmer and self.model != "paramixer":
+            raise ValueError(f"--kmer {self.kmer} is an option of --model paramixer")
+        if not isinstance(self.rc_conjoin, bool):
+            raise ValueError(f"--rc-conjoin must be true or false, got {self.rc_conjoin!r}")
         _int("--warmup-steps", self.warmup_steps, 0, optional=True)
         for name, choices in CHOICES.items():
             _choice("--" + name.replace("_", "-"), getattr(self, name), tuple(choices))

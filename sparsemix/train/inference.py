@@ -13,13 +13,14 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from .. import models
+from ..data.tokenizer import DNATokenizer
 from ..errors import RunError
 from ..tasks import TaskData, build_task
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import Batch, collate, dataset_lengths, eval_batches
 from .metrics import classification_metrics, regression_metrics
-from .task_spec import task_from_spec
+from .task_spec import task_alphabet, task_from_spec
 
 SPLITS = ("train", "val", "test")
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
@@ -40,9 +41,10 @@ class ReadOnlyConfig:
 
 
 def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
-    """The model ``cfg.model`` sized for ``task`` (through the model registry)."""
+    """The model ``cfg.model`` sized for ``task`` (through the model registry); with
+    ``cfg.rc_conjoin`` wrapped in :class:`~sparsemix.models.ReverseComplementConjoined`."""
     cfg = dataclasses.replace(cfg).resolve_task_defaults()  # "auto" options, without changing cfg
-    return models.build_model(
+    model = models.build_model(
         cfg.model, num_classes=task.num_classes, max_len=task.max_len,
         vocab_size=task.vocab_size if task.input == "tokens" else None,
         input_dim=task.input_dim if task.input == "continuous" else None,
@@ -50,12 +52,32 @@ def build_model(cfg: TrainConfig, task: TaskData) -> nn.Module:
         hidden_channels=cfg.hidden_channels, pooling=cfg.pooling, dropout=cfg.dropout,
         positional=cfg.positional, protocol=cfg.protocol, backend=cfg.backend,
         weights_from=cfg.weights_from, num_heads=cfg.num_heads,
-        cdil_layers=cfg.extra.get("cdil_layers"), **model_options(cfg))
+        cdil_layers=cfg.extra.get("cdil_layers"), **model_options(cfg, task))
+    if cfg.rc_conjoin:
+        model = models.ReverseComplementConjoined(
+            model, complement_table(dna_tokenizer(task, cfg.task, "--rc-conjoin true")))
+    return model
 
 
-def model_options(cfg: TrainConfig) -> dict:
+def dna_tokenizer(task: TaskData, name: str, option: str) -> DNATokenizer:
+    """The tokenizer of a DNA task; ValueError naming ``option`` for any other task."""
+    if task_alphabet(task) != "dna":
+        raise ValueError(f"{option} applies to DNA tasks only (tokens of A, C, G, T, N); "
+                         f"task {name!r} is not one")
+    return DNATokenizer()
+
+
+def complement_table(tokenizer: DNATokenizer) -> Tensor:
+    """LongTensor [vocab]: token id -> its complement's id (specials and N map to themselves),
+    read from the tokenizer's own reverse complement of every one-token sequence."""
+    ids = torch.arange(tokenizer.vocab_size).unsqueeze(1)  # [V, 1]: V sequences of one token
+    return tokenizer.reverse_complement(ids).squeeze(1)
+
+
+def model_options(cfg: TrainConfig, task: "TaskData | None" = None) -> dict:
     """The options of the improved model (absent from version-1 configs: their model is the paper
-    block, built exactly as before)."""
+    block, built exactly as before); ``--kmer`` needs ``task`` (a DNA task) for the ids of A, C,
+    G, T."""
     if cfg.model == "cdil-cnn":
         return {}
     opts: dict = {"position_init": cfg.position_init}
@@ -65,6 +87,11 @@ def model_options(cfg: TrainConfig) -> dict:
             opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain)
         elif cfg.mix_init == "paper":
             opts["init"] = "paper"
+        if cfg.kmer:
+            if task is None:
+                raise ValueError(f"--kmer {cfg.kmer} needs the task (a DNA task)")
+            tokenizer = dna_tokenizer(task, cfg.task, f"--kmer {cfg.kmer}")
+            opts.update(kmer=cfg.kmer, kmer_base_ids=[tokenizer.base_ids[b] for b in "ACGT"])
     return opts
 
 

@@ -101,10 +101,10 @@ def check_fasta_paths(paths: Sequence["str | os.PathLike[str]"]) -> list[str]:
     return checked
 
 
-def check_model_window(task: TaskData, window: Optional[int], out: str) -> None:
-    """ValueError for a run that does not read DNA, or a ``--window`` its model cannot take."""
+def check_model_window(task: TaskData, window: Optional[int], out: str, name: str) -> None:
+    """ValueError for a run (of task ``name``) that does not classify DNA, or a ``--window`` its
+    model cannot take."""
     if task.kind != "classification" or task_alphabet(task) != "dna":
-        name = task.meta.get("task", "?")
         raise ValueError(f"--out {out}: a run of task {name!r}, which does not classify DNA; "
                          "predict takes runs of the DNA tasks (fasta, dna-species, ...)")
     if window is None:
@@ -150,7 +150,7 @@ def predict_fasta(out: str, paths: Sequence["str | os.PathLike[str]"],
     files = check_fasta_paths(paths)
     dev = eval_device(device)
     model, cfg, task = load_model(out, which, dev, data=False)
-    check_model_window(task, window, str(out))
+    check_model_window(task, window, str(out), cfg.task)
     size = batch_size or cfg.eval_batch_size or cfg.batch_size
     classes = list(task.class_names or [str(c) for c in range(task.num_classes)])
     columns = prediction_columns(classes)

@@ -266,15 +266,33 @@ def test_an_existing_output_is_refused_and_kept(runs, tmp_path, capsys):
     assert table.read_text().startswith("record\tstart\tend\tlabel\tp_low\tp_high\n")
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads any file")
-def test_an_unreadable_fasta_is_one_line(runs, tmp_path, capsys):
+def test_an_unreadable_fasta_is_one_line(runs, tmp_path, capsys, monkeypatch):
     fa = tmp_path / "locked.fa"
     fa.write_text(">r\nACGT\n")
     fa.chmod(0)
+    if os.access(fa, os.R_OK):  # root reads any file: let it see the file as unreadable
+        monkeypatch.setattr(os, "access", lambda path, mode: os.fspath(path) != str(fa))
     try:
-        _bad(["predict", "--out", runs["varlen"], "--fasta", str(fa)], capsys, "locked.fa")
+        _bad(["predict", "--out", runs["varlen"], "--fasta", str(fa)], capsys,
+             f"--fasta {fa}: permission denied")
     finally:
         fa.chmod(0o644)
+
+
+def test_a_folder_given_as_fasta_is_one_line(runs, tmp_path, capsys):
+    _bad(["predict", "--out", runs["varlen"], "--fasta", str(tmp_path)], capsys, "is a folder")
+
+
+def test_help_lists_predict_and_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "predict" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["predict", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--out", "--fasta", "--window", "--stride", "--output", "--force", "--which",
+                 "--device", "--batch-size"):
+        assert flag in text, flag
 
 
 def test_a_run_that_does_not_classify_dna_is_refused(tmp_path, capsys):
@@ -284,4 +302,4 @@ def test_a_run_that_does_not_classify_dna_is_refused(tmp_path, capsys):
                  "8", "--channels", "4", "--quiet"]) == 0
     capsys.readouterr()
     (tmp_path / "ok.fa").write_text(">r\nACGTACGT\n")
-    _bad(_args(out, tmp_path), capsys, "does not classify DNA")
+    _bad(_args(out, tmp_path), capsys, "a run of task 'order', which does not classify DNA")
