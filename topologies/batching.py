@@ -7,6 +7,7 @@ from typing import Sequence, Union
 import torch
 from torch import Tensor
 
+from .factor_tables import FactorTables
 from .topology import Topology
 
 
@@ -81,6 +82,14 @@ class BatchedTopology:
         if key not in self._cache:
             self._cache[key] = torch.arange(self.num_nodes * self.num_slots,
                                             device=self.device) % self.num_slots
+        return self._cache[key]
+
+    def tables(self, m: int) -> FactorTables:
+        """Factor ``m``'s concatenated index tables (no ``shifts``: the factor is not circulant);
+        ``edge_index`` is built only when a backend reads it."""
+        key = ("tables", m)
+        if key not in self._cache:
+            self._cache[key] = FactorTables(self.source_index(m), self.inverse_index(m))
         return self._cache[key]
 
     def to(self, device: Union[str, torch.device]) -> "BatchedTopology":

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .factor_tables import FactorTables
+
 if TYPE_CHECKING:  # networkx is an optional extra, imported lazily
     import networkx as nx
 
@@ -117,6 +119,14 @@ class Topology:
         # arange(K) tiled N times == e mod K, without an int64 % over N*K elements
         return self._cached(("slot",), lambda: torch.arange(
             self.num_slots, device=self.device).repeat(self.num_nodes))
+
+    def tables(self, m: int) -> FactorTables:
+        """Factor ``m``'s index tables (source, inverse, shifts, edge_index, slot), as a layer's
+        :meth:`~sparsemix.nn.SparseFactorConv.apply_factor` reads them."""
+        m = self.check_factor(m)
+        return self._cached(("tables", m), lambda: FactorTables(
+            self.source_index(m), self.inverse_index(m), self.shifts(m), self.edge_index(m),
+            self.slot(m)))
 
     # ---- conversions -----------------------------------------------------------------------------
     def to(self, device: Union[str, torch.device]) -> "Topology":

@@ -7,7 +7,8 @@ lines. Normalisation, applied line by line while streaming:
 - letters are upper-cased (soft-masking must never reach a model: it differs between assemblies);
 - ``U`` is read as ``T``;
 - the IUPAC ambiguity codes ``R Y S W K M B D H V N`` become ``N``;
-- whitespace inside a sequence line (``\\r``, spaces, tabs) is ignored;
+- lines may end in ``\\n``, ``\\r\\n`` or a lone ``\\r``; whitespace inside a sequence line
+  (spaces, tabs) is ignored;
 - anything else (digits, ``-``, ``*``, ``.``, other letters) is an error naming file, line
   and column.
 
@@ -71,13 +72,24 @@ class FastaRecord:
         return len(self.sequence)
 
 
-def open_maybe_compressed(path: PathLike) -> BinaryIO:
-    """Open ``path`` for binary reading, decompressing gzip, xz or bzip2 as its magic bytes say."""
+def check_fasta_path(path: PathLike, what: str = "FASTA file") -> str:
+    """``path`` as a string if it is a regular file (or a link to one); otherwise an error that
+    says what it is: missing (FileNotFoundError), a directory, or not a regular file (a FIFO, a
+    device such as ``/dev/zero``, a socket), which would block or never end (FastaError)."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"FASTA file {path!r} does not exist")
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
     if os.path.isdir(path):
         raise FastaError(f"{path}: is a directory, expected a FASTA file")
+    if not os.path.isfile(path):
+        raise FastaError(f"{path}: not a regular file (a FIFO, device or socket), expected a "
+                         f"FASTA file")
+    return path
+
+
+def open_maybe_compressed(path: PathLike) -> BinaryIO:
+    """Open ``path`` for binary reading, decompressing gzip, xz or bzip2 as its magic bytes say."""
+    path = check_fasta_path(path)
     with open(path, "rb") as handle:
         magic = handle.read(6)
     if magic.startswith(b"\x1f\x8b"):
@@ -159,10 +171,21 @@ def _numbered_lines(path: str, stream: BinaryIO) -> Iterator[tuple[int, bytes]]:
     """``enumerate(stream, 1)``, with a truncated or corrupt compressed stream (EOFError,
     LZMAError, zlib.error, BadGzipFile) reported as a FastaError naming the file."""
     try:
-        yield from enumerate(stream, start=1)
+        yield from enumerate(_lines(stream), start=1)
     except (EOFError, lzma.LZMAError, zlib.error, OSError) as err:
         raise FastaError(f"{path}: truncated or corrupt compressed file "
                          f"({type(err).__name__}: {err})") from None
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    """The lines of ``stream``, ended by ``\n``, ``\r\n`` or a lone ``\r`` (old Mac files, which
+    would otherwise read as one line: the whole file a record name)."""
+    for raw in stream:
+        body = raw.rstrip(b"\r\n")
+        if b"\r" in body:
+            yield from body.split(b"\r")
+        else:
+            yield raw
 
 
 def _finish(path: str, header: str, line: int, chunks: list[bytes]) -> FastaRecord:

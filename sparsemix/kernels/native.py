@@ -20,6 +20,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .slot_mix import mix_dtype
+
 try:  # optional: a source checkout that was never built still imports (HAS_NATIVE False)
     from .. import _C  # noqa: F401  (loading the library registers torch.ops.sparsemix.*)
     HAS_NATIVE: bool = True
@@ -30,11 +32,6 @@ except (ImportError, OSError) as error:  # OSError: built against another torch 
                     f"with `pip install --no-build-isolation -e .` or `python setup.py build_ext --inplace`")
 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
-
-
-def native_threads() -> int:
-    """OpenMP threads the native kernel uses (follows ``torch.set_num_threads``)."""
-    return torch.ops.sparsemix.native_threads() if HAS_NATIVE else 0
 
 
 if HAS_NATIVE:
@@ -65,13 +62,6 @@ if HAS_NATIVE:
         return grad_v, grad_w, None, None
 
     torch.library.register_autograd("sparsemix::slot_mix", _backward, setup_context=_setup_context)
-
-
-def _common_dtype(v: Tensor, w: Tensor) -> torch.dtype:
-    """Under CPU autocast the autocast dtype (like a matmul would run); else the promoted type."""
-    if torch.is_autocast_enabled("cpu"):
-        return torch.get_autocast_dtype("cpu")
-    return torch.promote_types(v.dtype, w.dtype)
 
 
 def _check(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> None:
@@ -117,9 +107,9 @@ def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
         src: LongTensor [N, K], the source node of each (target, slot); each column a permutation.
         inv: LongTensor [N, K] with ``inv[src[i, k], k] == i``.
 
-    ``v`` and ``w`` are cast to one dtype (the autocast dtype under ``torch.autocast("cpu")``,
-    else the promoted type); float32, float64, bfloat16 and float16 run natively, the half types
-    accumulating in float32.
+    ``v`` and ``w`` are cast to one dtype, the wider of the two (:func:`~sparsemix.kernels.mix_dtype`,
+    every backend's rule, autocast or not); float32, float64, bfloat16 and float16 run natively,
+    the half types accumulating in float32.
 
     Shapes:
         output like ``v`` ([N, C] or [B, N, C]), in the common dtype.
@@ -127,7 +117,7 @@ def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
     if not HAS_NATIVE:
         raise RuntimeError(f"native slot_mix is unavailable: {NATIVE_ERROR}")
     _check(v, w, src, inv)
-    dtype = _common_dtype(v, w)
+    dtype = mix_dtype(v, w)
     v, w = v.to(dtype), w.to(dtype)
     v3 = v if v.dim() == 3 else v.unsqueeze(0)  # [N, C] -> [1, N, C]
     w3 = w if w.dim() == 3 else w.unsqueeze(0)  # [N, K] -> [1, N, K]: shared by the batch

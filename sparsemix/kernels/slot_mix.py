@@ -28,7 +28,6 @@ from torch.autograd.function import once_differentiable
 
 from . import compiled_mix
 
-IMPLS = ("eager", "compiled")  # the two implementations behind FusedSlotMix
 
 # Rows per chunk are chosen so one chunk of a [..., rows, C] tensor holds about this many elements:
 # small enough to stay in a core's L2 cache (the output chunk is updated K times), large enough that
@@ -218,15 +217,21 @@ def _compiled_backward(ctx, v: Tensor, w: Tensor, src: Tensor, inv: Tensor, grad
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def _common_dtype(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
-    """``(v, w, result dtype)`` in the dtype the kernel computes in.
+def mix_dtype(v: Tensor, w: Tensor) -> torch.dtype:
+    """The dtype of a slot mix of ``v`` and ``w``, for every backend: the wider of the two.
 
     Under autocast the weight MLP may return bf16 while v is fp32 (or the reverse): the result takes
-    the wider of the two, as a matmul of mixed inputs would after promotion. Half-precision inputs
-    are accumulated in fp32 (like a GEMM's fp32 accumulator) and the result cast back, so K slot
-    products never round K times.
+    the wider dtype, as a matmul of mixed inputs would after promotion (docs/design.md), never the
+    autocast dtype. How a kernel accumulates is its own affair (half precision: in fp32).
     """
-    dtype = torch.promote_types(v.dtype, w.dtype)
+    return torch.promote_types(v.dtype, w.dtype)
+
+
+def _common_dtype(v: Tensor, w: Tensor) -> tuple[Tensor, Tensor, torch.dtype]:
+    """``(v, w, result dtype)`` in the dtype the eager kernel computes in: :func:`mix_dtype`,
+    half-precision accumulated in fp32 (like a GEMM's fp32 accumulator) and the result cast back,
+    so K slot products never round K times."""
+    dtype = mix_dtype(v, w)
     compute = torch.float32 if dtype in _LOW_PRECISION else dtype
     return v.to(compute), w.to(compute), dtype
 

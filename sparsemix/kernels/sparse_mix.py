@@ -11,6 +11,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .slot_mix import mix_dtype
+
 try:  # an optional accelerator, like in PyG
     import torch_sparse  # noqa: F401
     from torch_sparse import SparseTensor
@@ -46,9 +48,8 @@ def sparse_slot_mix(v: Tensor, w: Tensor, src: Tensor) -> Tensor:
     if v.dim() < 2 or src.dim() != 2 or w.shape[-2:] != src.shape or src.size(0) != v.size(-2):
         raise ValueError(f"expected v [..., N, C], w [..., N, K], src [N, K] with matching N and K; got "
                          f"v {list(v.shape)}, w {list(w.shape)}, src {list(src.shape)}")
-    if v.dtype != w.dtype:  # autocast: the weight MLP may be bf16 while v is fp32; compute in the wider
-        dtype = torch.promote_types(v.dtype, w.dtype)
-        v, w = v.to(dtype), w.to(dtype)
+    dtype = mix_dtype(v, w)  # autocast: the weight MLP may be bf16 while v is fp32
+    v, w = v.to(dtype), w.to(dtype)
     if w.dim() == 2:  # one matrix for the whole batch: torch_sparse broadcasts over leading dims
         return torch_sparse.matmul(_csr(w, src), v)
     if w.shape[:-2] != v.shape[:-2]:

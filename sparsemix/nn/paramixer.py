@@ -198,7 +198,7 @@ class Paramixer(nn.Module):
                 raise ValueError(f"weight_gates needs {self.num_factors} tensors, got {len(weight_gates)}")
             weights = [w * g for w, g in zip(weights, weight_gates)]
         for m, (factor, w) in enumerate(zip(self.factors, weights)):
-            V = V + factor.apply_factor(V, w, topo, m)
+            V = V + factor.apply_factor(V, w, topo.tables(m))
         out = self.dropout(V)
         return (out, weights) if return_weights else out
 

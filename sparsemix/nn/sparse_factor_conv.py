@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import MessagePassing
 
+from topologies import FactorTables
+
 from .. import kernels
 from ._checks import check_channels, check_dtype, check_features, check_node_dim, check_tensor
 from .backends import resolve_backend
@@ -61,7 +63,8 @@ class SparseFactorConv(MessagePassing):
           all leading batch dimensions :math:`*` (a static graph). A ``torch_sparse.SparseTensor``
           ``adj_t`` whose values are the slots may replace ``edge_index`` and ``slot``. Backends other
           than ``"message"`` need the slot layout of :class:`topologies.Topology` (edge
-          :math:`e = iK + k`); :meth:`apply_factor` takes a topology directly.
+          :math:`e = iK + k`); :meth:`apply_factor` takes a factor's
+          :class:`topologies.FactorTables` directly.
         - **output:** values :math:`(*, N, C)`; with ``return_weights=True`` also the weights
           :math:`(*, N, K)` that were used (row :math:`i`, slot :math:`k`).
     """
@@ -125,30 +128,30 @@ class SparseFactorConv(MessagePassing):
         if self.active_backend == "message":
             out = self.mix(v, edge_index, slot, weights)
         else:
-            out = self.apply_factor(v, weights, _SlotTables.from_edges(edge_index, slot, v.size(-2),
-                                                                      self.num_slots), 0)
+            out = self.apply_factor(v, weights, FactorTables.from_edges(edge_index, slot, v.size(-2),
+                                                                        self.num_slots))
         return (out, weights) if return_weights else out
 
-    def apply_factor(self, v: Tensor, weights: Tensor, topology, m: int) -> Tensor:
-        """Apply factor ``m`` of ``topology`` with the given weights [*, N, K] to ``v`` [*, N, C], through
-        :attr:`active_backend`. ``topology`` is a :class:`topologies.Topology` or
-        :class:`topologies.BatchedTopology` (anything with ``source_index(m)``, ``inverse_index(m)``,
-        ``edge_index(m)`` and ``slot(m)``). Used by :class:`~sparsemix.Paramixer` for every factor."""
+    def apply_factor(self, v: Tensor, weights: Tensor, tables: FactorTables) -> Tensor:
+        """Apply one factor, given as its index ``tables`` (:class:`topologies.FactorTables`, from
+        ``topology.tables(m)`` of a :class:`topologies.Topology` or
+        :class:`topologies.BatchedTopology`), with the weights [*, N, K] to ``v`` [*, N, C], through
+        :attr:`active_backend`: the only place that dispatches. Used by
+        :class:`~sparsemix.Paramixer` for every factor."""
         backend = self.active_backend
         if backend == "message":
-            return self.mix(v, topology.edge_index(m), topology.slot(m), weights)
-        src = topology.source_index(m)
+            return self.mix(v, tables.edge_index, tables.slot, weights)
+        src = tables.source
         if backend == "sparse":
             return kernels.sparse_slot_mix(v, weights, src)
-        inv = topology.inverse_index(m)
+        inv = tables.inverse
         if backend == "compiled":
             return kernels.compiled_slot_mix(v, weights, src, inv)
         if backend == "native":
             if v.device.type == "cpu" or self.backend == "native":  # explicit: the op's own error on CUDA
                 return _native_mix(v, weights, src, inv)
             # auto picked the C++ op, which is CPU-only: tensors on other devices take the fused path
-        shifts = topology.shifts(m) if hasattr(topology, "shifts") else None  # static: slices, no gathers
-        return kernels.fused_slot_mix(v, weights, src, inv, shifts)
+        return kernels.fused_slot_mix(v, weights, src, inv, tables.shifts)  # shifts: slices, no gathers
 
     def mix(self, v: Tensor, edge_index: Tensor, slot: Tensor, weights: Tensor) -> Tensor:
         """Apply the factor with given weights [*, N, K]: gather -> multiply -> scatter (PyG propagate)."""
@@ -184,41 +187,9 @@ class SparseFactorConv(MessagePassing):
 
 
 def _native_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
-    """The C++ op takes v [B, N, C] (or [N, C]) and w [B or 1, N, K]; map any leading dims onto that."""
-    if v.dtype != w.dtype:  # autocast: compute in the wider dtype, like the other backends
-        dtype = torch.promote_types(v.dtype, w.dtype)
-        v, w = v.to(dtype), w.to(dtype)
+    """The C++ op takes v [B, N, C] (or [N, C]) and w [B or 1, N, K]; map any leading dims onto that
+    (the op casts both to their wider dtype, as every backend does)."""
     n, c, k = v.size(-2), v.size(-1), w.size(-1)
     v3 = v.reshape(-1, n, c)  # [*, N, C] -> [B, N, C]
     w3 = w.reshape(-1 if w.dim() > 2 else 1, n, k)  # [*, N, K] -> [B or 1, N, K]
     return kernels.native.native_slot_mix(v3, w3, src, inv).reshape(v.shape)
-
-
-class _SlotTables:
-    """One factor given as edges in the slot layout (edge e = i*K + k), as the tables the kernels read."""
-
-    def __init__(self, src: Tensor, inv: Tensor) -> None:
-        self._src, self._inv = src, inv
-
-    def source_index(self, m: int) -> Tensor:
-        return self._src
-
-    def inverse_index(self, m: int) -> Tensor:
-        return self._inv
-
-    @classmethod
-    def from_edges(cls, edge_index: Tensor, slot: Tensor, num_nodes: int, num_slots: int) -> "_SlotTables":
-        n, k = num_nodes, num_slots
-        e = torch.arange(n * k, device=edge_index.device)
-        if (edge_index.size(1) != n * k or not torch.equal(edge_index[1], e // k)
-                or not torch.equal(slot, e % k)):
-            raise ValueError(f"edge_index/slot must be in the slot layout (edge e = i*K + k, N*K = {n * k} "
-                             f"edges) for a non-'message' backend; use topologies' edge_index(m) and slot(m), "
-                             f"or backend='message' for an arbitrary edge set")
-        src = edge_index[0].reshape(n, k)  # [N*K] -> [N, K]
-        inv = torch.full_like(src, -1)
-        inv.scatter_(0, src, (e // k).reshape(n, k))  # inv[src[i, k], k] = i
-        if bool((inv < 0).any()):
-            raise ValueError("every slot of edge_index must be a permutation of the nodes for a non-'message' "
-                             "backend (each node read once per slot); use backend='message'")
-        return cls(src, inv)

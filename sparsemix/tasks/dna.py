@@ -33,13 +33,13 @@ from typing import Any, Mapping, Optional, Sequence
 from .._io import atomic_write_json
 from ..data.baselines import power_of_two_edges
 from ..data.dataset import FragmentDataset, ResampledFragmentDataset
-from ..data.fasta import FastaError, load_fasta
+from ..data.fasta import FastaError, check_fasta_path, load_fasta
 from ..data.genomes import BACTERIAL_SPECIES, GENOMES, PACKAGES, genome_path
 from ..data.sampling import (SPLITS, manifest_comments, read_manifest, regions_by_coordinate,
                              regions_by_file, sample_split, write_manifest)
-from ..errors import RunError
+from ..errors import RunError, one_line
 from ..data.tokenizer import DNATokenizer
-from .base import TaskData, register_task
+from .base import Extra, TaskData, register_task
 
 # Loaded records, shared by repeated builds in one process (a demo builds once for the baselines
 # and the trainer once more): (path, mtime, min_length) -> [(name, sequence)].
@@ -47,7 +47,9 @@ _LOADED: dict[tuple[str, float, int], list[tuple[str, bytes]]] = {}
 
 
 #: ``extra`` keys every fragment task reads (see the module docstring).
-FRAGMENT_EXTRAS = frozenset({"min_length", "max_n_fraction", "max_len", "gap", "resample"})
+FRAGMENT_EXTRAS = {"min_length": Extra(int, 1), "max_n_fraction": Extra(float, 0.0, 1.0),
+                   "max_len": Extra(int, 2), "gap": Extra(int, 0),
+                   "resample": Extra()}  # true or false, checked by build_fragment_task
 
 #: The train manifest's comment line that records whether the run re-draws its training set.
 _RESAMPLE_NOTE = "resample: "
@@ -181,7 +183,7 @@ def _catalogue_store(keys: Sequence[str]) -> tuple[dict, dict, dict]:
     return store, sources, {key: GENOMES[key].species for key in keys}
 
 
-@register_task("dna-species", extras=FRAGMENT_EXTRAS | {"species"})
+@register_task("dna-species", extras={**FRAGMENT_EXTRAS, "species": Extra(list)})
 def build_species(cfg: Any) -> TaskData:
     """Species of origin of a bacterial DNA fragment; whole strains held out for val and test.
 
@@ -306,8 +308,10 @@ def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
             raise ValueError(f"--fasta {entry!r}: label {label!r} has no file")
         if os.path.isdir(path):
             raise ValueError(f"--fasta {entry!r}: {path!r} is a folder, not a FASTA file")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--fasta {entry!r}: no such file {path!r}")
+        try:
+            check_fasta_path(path)
+        except (OSError, FastaError) as err:
+            raise type(err)(f"--fasta {entry!r}: {one_line(err)}") from None
         resolved = os.path.realpath(path)
         if resolved in seen:
             raise ValueError(f"--fasta {entry!r}: the same file as {seen[resolved]!r} "
@@ -317,7 +321,9 @@ def parse_fasta_args(entries: Sequence[str]) -> dict[str, list[str]]:
     return by_label
 
 
-@register_task("fasta", extras=FRAGMENT_EXTRAS | {"split", "min_record_length"}, fasta=True)
+@register_task("fasta", extras={**FRAGMENT_EXTRAS, "min_record_length": Extra(int, 0),
+                                "split": Extra(str, choices=("auto", "files", "coordinate"))},
+               fasta=True)
 def build_fasta(cfg: Any) -> TaskData:
     """The user's own FASTA files: ``--fasta LABEL=path.fa`` (repeat for more files or classes).
 

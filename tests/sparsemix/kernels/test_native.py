@@ -138,13 +138,16 @@ def test_half_types_close_to_fp32(dtype):
         torch.testing.assert_close(a.float(), b, rtol=2e-2, atol=2e-2 * b.abs().max().item())
 
 
-def test_autocast_casts_to_bfloat16():
+def test_autocast_computes_in_the_wider_dtype_like_every_backend():
+    # one dtype rule for every backend (kernels.mix_dtype): the wider input dtype, autocast or not
     topo = topologies.chord(64)
     src, inv = topo.source_index(0), topo.inverse_index(0)
     v, w, _ = data((2, 64, 8), (2, 64, topo.num_slots), torch.float32, seed=6)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = native_slot_mix(v, w, src, inv)
-    assert out.dtype == torch.bfloat16
+        mixed_in = native_slot_mix(v, w.bfloat16(), src, inv)  # the MLP's bf16 weights, fp32 v
+        eager = fused_slot_mix(v, w.bfloat16(), src, inv)
+    assert out.dtype == mixed_in.dtype == eager.dtype == torch.float32
     mixed = native_slot_mix(v.double(), w, src, inv)  # outside autocast: promoted
     assert mixed.dtype == torch.float64
 

@@ -129,7 +129,7 @@ FAST = ["fused", pytest.param("compiled", marks=pytest.mark.slow),
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_every_backend_applies_the_same_factor(backend, protocol):
-    """forward(edge_index) and apply_factor(topology) of a fast backend equal the dense reference."""
+    """forward(edge_index) and apply_factor(topology.tables(m)) of a fast backend equal the dense reference."""
     topo, _ = make(protocol, 13)
     torch.manual_seed(1)
     conv = SparseFactorConv(4, topo.num_slots, hidden_channels=6, backend=backend).double()
@@ -138,7 +138,7 @@ def test_every_backend_applies_the_same_factor(backend, protocol):
     v = torch.randn(2, 13, 4, dtype=torch.float64, requires_grad=True)
     w = torch.randn(2, 13, topo.num_slots, dtype=torch.float64, requires_grad=True)
     want = R.factor(topo, m, w, v)
-    got = conv.apply_factor(v, w, topo, m)
+    got = conv.apply_factor(v, w, topo.tables(m))
     g = torch.randn_like(want)
     for a, b in zip([got, *torch.autograd.grad(got, (v, w), g)], [want, *torch.autograd.grad(want, (v, w), g)]):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
@@ -180,7 +180,7 @@ def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
     seen = []
 
     def fake_native_slot_mix(v, w, src, inv):
-        assert v.dim() == 3 and w.dim() == 3 and w.size(0) in (1, v.size(0)) and v.dtype == w.dtype
+        assert v.dim() == 3 and w.dim() == 3 and w.size(0) in (1, v.size(0))  # op casts dtypes
         assert src.shape == inv.shape == (v.size(1), w.size(2))
         seen.append((tuple(v.shape), tuple(w.shape)))
         return kernels.fused_slot_mix(v, w, src, inv)
@@ -192,9 +192,9 @@ def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
     conv = SparseFactorConv(4, topo.num_slots, backend="auto").double()
     assert conv.active_backend == "native"
     v = torch.randn(2, 3, 13, 4, dtype=torch.float64)
-    w = torch.randn(2, 3, 13, topo.num_slots).float()  # mixed dtypes are promoted before the op
-    out = conv.apply_factor(v, w, topo, 2)
+    w = torch.randn(2, 3, 13, topo.num_slots).float()  # mixed dtypes: the op promotes them
+    out = conv.apply_factor(v, w, topo.tables(2))
     assert out.shape == v.shape and seen == [((6, 13, 4), (6, 13, topo.num_slots))]
     assert torch.allclose(out, R.factor(topo, 2, w.double(), v), rtol=1e-10, atol=1e-12)
-    conv.apply_factor(v[0, 0], w[0, 0], topo, 2)  # unbatched: w [N, K] is shared, [1, N, K] for the op
+    conv.apply_factor(v[0, 0], w[0, 0], topo.tables(2))  # unbatched: w [N, K] is shared, [1, N, K] for the op
     assert seen[-1] == ((1, 13, 4), (1, 13, topo.num_slots))
