@@ -46,7 +46,7 @@ TaskBuilder = Callable[[Any], TaskData]
 TASKS: dict[str, TaskBuilder] = {}
 
 # Modules that register tasks; imported on first use so `import sparsemix.tasks` stays light.
-TASK_MODULES = ("sparsemix.tasks.synthetic", "sparsemix.tasks.dna")
+TASK_MODULES = ("sparsemix.tasks.synthetic", "sparsemix.tasks.dna", "sparsemix.tasks.promoter")
 
 
 def load_all() -> None:
