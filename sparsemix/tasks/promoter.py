@@ -28,7 +28,9 @@ skipped. Balanced classes: ``{train,val,test}_size // 2`` windows of each.
 
 Options read from ``cfg``: ``length``, ``train_size``, ``val_size``, ``test_size``, ``seed``,
 ``out``, ``readonly``/``resume`` (read the run's manifests instead of drawing anew) and ``extra``:
-``gap``, ``max_n_fraction``, ``max_len`` (the model's maximum length).
+``gap``, ``max_n_fraction``, ``max_len`` (the model's maximum length) and ``resample`` (default
+true: the training windows are drawn afresh every epoch from the training part, epoch 0 being the
+train manifest; validation and test windows are fixed).
 """
 from __future__ import annotations
 
@@ -66,7 +68,7 @@ BOUNDS = (0.7, 0.8)
 DEFAULT_LENGTH = 1024
 DEFAULT_SIZES = (4000, 600, 2000)  # train, val, test windows (both classes together)
 
-PROMOTER_EXTRAS = frozenset({"gap", "max_n_fraction", "max_len"})
+PROMOTER_EXTRAS = frozenset({"gap", "max_n_fraction", "max_len", "resample"})
 
 # GFF feature types that start a transcript besides gene/pseudogene (RNA types end in "RNA").
 _TRANSCRIPT_TYPES = ("gene", "pseudogene", "transcript", "primary_transcript")
@@ -168,6 +170,7 @@ def _n_rich(seq: bytes, start: int, length: int, max_n_fraction: float) -> bool:
 def sample_promoter_split(
     split: str, regions: Sequence[Region], store: Mapping[tuple[str, str], bytes],
     tss: TssTable, per_class: int, length: int, seed: int, max_n_fraction: float = 0.01,
+    epoch: int = 0,
 ) -> list[Fragment]:
     """``per_class`` "TSS" then ``per_class`` "no TSS" windows lying wholly inside ``regions``.
 
@@ -176,6 +179,9 @@ def sample_promoter_split(
     Negatives: centres uniform over the regions (weighted by span), kept when no transcript
     start is within 1 kb and the window is not N-rich. Each class has its own generator
     (:func:`~sparsemix.data.sampling.generator_for`), so one class's size never moves the other's.
+
+    ``epoch > 0`` names other generators (a training set re-drawn every epoch); epoch 0's are
+    the manifest's.
 
     Raises:
         ValueError: naming ``--{split}-size`` when the split holds too few usable TSS, or
@@ -188,7 +194,8 @@ def sample_promoter_split(
         raise ValueError(f"--length {length} does not fit the {split} part of the chromosome "
                          f"({longest} bases after the gap); use a shorter --length")
     # positives
-    rng = generator_for(TASK, split, "TSS", seed)
+    stream = split if epoch == 0 else f"{split}/epoch{epoch}"
+    rng = generator_for(TASK, stream, "TSS", seed)
     candidates = []
     for region in regions:
         lo = region.start + half + POSITIVE_RADIUS
@@ -214,7 +221,7 @@ def sample_promoter_split(
             f"holds only {len(positives)} usable protein-coding TSS at --length {length}; "
             f"use {option} {2 * len(positives)} or less")
     # negatives
-    rng = generator_for(TASK, split, "no TSS", seed)
+    rng = generator_for(TASK, stream, "no TSS", seed)
     spans = [max(0, r.span - length + 1) for r in regions]  # valid window starts per region
     total = sum(spans)
     if total == 0:
@@ -242,6 +249,37 @@ def sample_promoter_split(
         negatives.append(Fragment(region.file, region.record, start, length,
                                   "-" if u_strand < 0.5 else "+", "no TSS"))
     return positives + negatives
+
+
+class ResampledPromoterWindows(FragmentDataset):
+    """The training windows drawn afresh every epoch (new TSS subset, offsets, strands and
+    negatives from the same training part); epoch 0 serves the manifest. Draws depend only on
+    names and numbers (``crc32``-seeded), so DDP ranks and resumed runs agree; the
+    ``set_epoch``/``epoch_fragments`` protocol of :class:`~sparsemix.data.ResampledFragmentDataset`.
+    """
+
+    def __init__(self, fragments: Sequence[Fragment], store: Mapping[tuple[str, str], bytes],
+                 tss: TssTable, regions: Sequence[Region], per_class: int, length: int,
+                 seed: int, max_n_fraction: float, reverse_complement: bool,
+                 tokenizer: DNATokenizer) -> None:
+        super().__init__(fragments, store, CLASS_NAMES, reverse_complement=reverse_complement,
+                         tokenizer=tokenizer)
+        self.tss, self.regions, self.per_class = tss, list(regions), per_class
+        self.length, self.seed, self.max_n_fraction = length, seed, max_n_fraction
+        self.epoch = 0
+        self._epoch0 = list(self.fragments)
+
+    def epoch_fragments(self, epoch: int) -> list[Fragment]:
+        if epoch == 0:
+            return list(self._epoch0)
+        return sample_promoter_split("train", self.regions, self.store, self.tss,
+                                     self.per_class, self.length, self.seed,
+                                     self.max_n_fraction, epoch=epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.fragments = self.epoch_fragments(epoch)
+            self.epoch = epoch
 
 
 # Loaded inputs, shared by repeated builds in one process (the demo builds each length twice).
@@ -335,6 +373,12 @@ def build_promoter(cfg: Any) -> TaskData:
     datasets = {s: FragmentDataset(windows[s], store, CLASS_NAMES,
                                    reverse_complement=rc and s == "train", tokenizer=tokenizer)
                 for s in SPLITS}
+    resample = bool(extra.get("resample", True))
+    if resample:
+        regions = regions_by_coordinate(store, {GENOME: "any"}, gap=gap, bounds=BOUNDS)
+        datasets["train"] = ResampledPromoterWindows(
+            windows["train"], store, tss, regions["train"], len(windows["train"]) // 2, length,
+            seed, max_n, rc, tokenizer)
     pkg = PACKAGES[GENOMES[GENOME].package]
     source = {"species": "A. thaliana", "strain": GENOMES[GENOME].strain,
               "accession": GENOMES[GENOME].accession, "split": "coordinate",
@@ -349,7 +393,7 @@ def build_promoter(cfg: Any) -> TaskData:
         meta={"task": TASK, "split_mode": "coordinate", "bounds": list(BOUNDS), "gap": gap,
               "min_length": length, "length": length, "per_class": sizes,
               "manifests": manifests, "bucket_edges": power_of_two_edges(length, length),
-              "reverse_complement": rc, "sources": {GENOME: source},
+              "reverse_complement": rc, "resample": resample, "sources": {GENOME: source},
               "tss": {"protein_coding": sum(len(v) for v in tss.coding.values()),
                       "any": sum(len(v) for v in tss.any.values())},
               "radii": {"positive": POSITIVE_RADIUS, "negative": NEGATIVE_RADIUS}},

@@ -153,3 +153,24 @@ def test_seeded_deterministic_and_readonly_reads_the_manifests(fake_chromosome, 
 def test_bad_options_are_refused_by_name(fake_chromosome, kw, match):
     with pytest.raises(ValueError, match=match):
         build_task("dna-promoter", _cfg(**kw))
+
+
+def test_training_windows_are_drawn_afresh_every_epoch(fake_chromosome):
+    td = build_task("dna-promoter", _cfg())
+    epoch0 = list(td.train.fragments)
+    td.train.set_epoch(1)
+    epoch1 = list(td.train.fragments)
+    assert epoch1 != epoch0 and len(epoch1) == len(epoch0)
+    assert td.train.epoch_fragments(1) == epoch1  # seeded: the same draw again
+    train_end = int(0.7 * CHROM) - 1024
+    for f in epoch1:  # still labelled right, still inside the training part
+        centre = f.start + f.length // 2
+        assert f.start + f.length <= train_end
+        if f.label == "TSS":
+            assert min(abs(t - centre) for t in fake_chromosome.coding) <= 100
+        else:
+            assert min(abs(t - centre) for t in fake_chromosome.every) > 1000
+    td.train.set_epoch(0)
+    assert td.train.fragments == epoch0
+    fixed = build_task("dna-promoter", _cfg(extra={"resample": False}))
+    assert not hasattr(fixed.train, "set_epoch")
