@@ -34,6 +34,11 @@ class SequenceClassifier(nn.Module):
     factor MLPs read the layer's normalised input, which carries the positions), then a final
     LayerNorm before the pooling; ``weights_from`` does not apply.
 
+    The defaults build the paper's model (``block="paper"``, ``position_init="normal"``), so that
+    ``SequenceClassifier(...)`` without options is the published architecture; ``sparsemix train``
+    uses the recipe in :mod:`sparsemix.train.recipe` (the encoder model, sinusoid positions),
+    which this module cannot import (models sit below ``train`` in the import order).
+
     ``kmer=k`` (DNA tokens) adds a :class:`~sparsemix.nn.KmerEmbedding` :math:`\mathbf{K}` (the
     k-mer ending at each base) to :math:`\mathbf{E}`, and its mean over the sequence's
     :math:`n` positions to the pooled features, a linear skip path past every layer and the
