@@ -22,6 +22,7 @@ from .tasks import TASKS, load_all
 from .tools import add_bench_parser, add_plot_parser, bench_main, plot_main
 from .train import TrainConfig, TrainingInterrupted, evaluate, train
 from .train.config import CHOICES, MAX_SEED
+from .train.recipe import TASK_DEFAULTABLE, WARMUP_DIVISOR, WARMUP_MAX_STEPS
 from .train.prediction import add_predict_parser, predict_main
 
 EXIT_BAD_INPUT = 2
@@ -163,8 +164,10 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),
     (["--mix-gain"], "mix_gain", _float_or_auto, "initial gain of the encoder's LayerNorm on the "
-                                                 "mixing output, or auto (default: 0.1 for adding "
-                                                 "tasks, else 0.3: the mixing starts small)"),
+                                                 "mixing output, or auto (default: the task's, e.g. "
+                                                 "0.1 for adding tasks, else "
+                                                 f"{TASK_DEFAULTABLE['mix_gain']}: the mixing starts "
+                                                 "small)"),
     (["--position-init"], "position_init", str, "initial positions: {position_init}"),
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: "
                                               "{weights_from} (embedding: the paper; state: the "
@@ -174,8 +177,9 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--weight-decay"], "weight_decay", _non_negative_float, "weight decay (AdamW: decoupled)"),
     (["--scheduler"], "scheduler", str, "learning-rate schedule per step: {scheduler} "
                                         "(warmup-cosine: linear warm-up, then cosine to 0)"),
-    (["--warmup-steps"], "warmup_steps", int, "warm-up steps of warmup-cosine (default: 10%% of "
-                                              "the run, at most 100)"),
+    (["--warmup-steps"], "warmup_steps", int, f"warm-up steps of warmup-cosine (default: 1/"
+                                              f"{WARMUP_DIVISOR} of the run, at most "
+                                              f"{WARMUP_MAX_STEPS})"),
     (["--clip-grad"], "clip_grad", _optional_float, "gradient-norm clipping (0 or none: off)"),
     (["--deterministic"], "deterministic", argparse.BooleanOptionalAction,
      "forbid nondeterministic kernels (torch.use_deterministic_algorithms); --no-deterministic "
