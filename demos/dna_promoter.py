@@ -14,11 +14,12 @@ fixed number of optimiser steps per length, and reports test ROC-AUC per length 
 model always sees the whole window (no cropping to the centre): k-mer counts of a long window
 drown the centre, which long-range mixing with positions need not.
 
-Steps are fixed per length (more at short lengths, fewer at 16 kb), planned from a throughput
-measurement (~50,000 bases/s for the encoder on one idle core; ~14,000 on a 2-core machine shared
-by four jobs) to fit 30 minutes on 2 cores. A wall-clock guard (``--guard-s``, per model and
-length, on the training steps) only protects against a far slower machine; a run it cuts is
-reported loudly in the output, ``results.json`` and ``results.md``.
+Steps are fixed per length (600, 250, 120 and 60 steps of 32, 32, 16 and 8 windows: more at short
+lengths, fewer at 16 kb), planned from the ``--quick`` run's throughput (Paramixer 22-26k bases/s
+on one thread of a 2-core machine shared by four jobs; ~35k assumed on an idle core) to fit 30
+minutes on 2 cores. A wall-clock guard (``--guard-s``, per model and length, on the training
+steps) only protects against a far slower machine; a run it cuts is reported loudly in the output,
+``results.json`` and ``results.md``.
 
     python -m demos.dna_promoter --out runs/dna-promoter           # <= 30 min on 2 CPU cores
     python -m demos.dna_promoter --out runs/dna-promoter --quick   # ~3 min, a smoke run
@@ -47,15 +48,19 @@ from . import _report as report
 TASK = "dna-promoter"
 LENGTHS = (256, 1024, 4096, 16384)
 # Per window length: batch size, optimiser steps (the same for both models), training windows per
-# epoch (drawn afresh each epoch), validation and test windows. About 6.5-13 M training bases per
-# length (~15 min of Paramixer steps at 50k bases/s), the rest for evaluation and the ablation.
+# epoch (drawn afresh each epoch), validation and test windows. Planned from the --quick run's
+# throughput on a shared 2-core machine (Paramixer 22-26k training bases/s, the mixing-off model
+# 75-190k, evaluation with both strands ~80k bases/s, 1 thread each) and an assumed ~35k/s on an idle
+# core: ~29 M training bases in all (~14 min of Paramixer steps), ~4 min of the ablation, ~8 min of
+# validation and testing, ~1 min of data and baselines: about 27 minutes on an idle 2-core machine.
 PLAN = {
-    256: dict(batch_size=32, steps=800, train_size=3200, val_size=600, test_size=1400),
-    1024: dict(batch_size=32, steps=400, train_size=3200, val_size=600, test_size=1400),
-    4096: dict(batch_size=16, steps=200, train_size=1600, val_size=300, test_size=800),
-    16384: dict(batch_size=8, steps=100, train_size=800, val_size=100, test_size=400),
+    256: dict(batch_size=32, steps=600, train_size=3200, val_size=600, test_size=1400),
+    1024: dict(batch_size=32, steps=250, train_size=3200, val_size=600, test_size=1400),
+    4096: dict(batch_size=16, steps=120, train_size=1600, val_size=200, test_size=600),
+    16384: dict(batch_size=8, steps=60, train_size=800, val_size=100, test_size=300),
 }
-# --quick: the same path with a tenth of the steps and small evaluation sets (~3 min).
+# --quick: the same path with a few steps and small evaluation sets (4 min on a shared 2-core
+# machine, 168 CPU-seconds: ~3 min idle).
 QUICK = {
     256: dict(batch_size=16, steps=80, train_size=640, val_size=100, test_size=200),
     1024: dict(batch_size=16, steps=40, train_size=320, val_size=100, test_size=200),
@@ -68,18 +73,18 @@ MODELS = ("Paramixer", "Paramixer, mixing off", "6-mer LR", "4-mer LR", "GC LR")
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/dna-promoter", help="output folder (replaced if it holds an earlier run of this demo)")
-    p.add_argument("--quick", action="store_true", help="a tenth of the steps, small evaluation sets (~3 min)")
+    p.add_argument("--quick", action="store_true", help="80/40/20/10 steps, small evaluation sets (~3 min)")
     p.add_argument("--lengths", type=int, nargs="+", default=list(LENGTHS),
                    help="window lengths in bp (default 256 1024 4096 16384)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps of each model at every length "
-                   "(default: the per-length plan, 800/400/200/100)")
+                   "(default: the per-length plan, 600/250/120/60)")
     p.add_argument("--train-size", type=int, default=None, help="training windows per epoch (default: the plan)")
     p.add_argument("--val-size", type=int, default=None)
     p.add_argument("--test-size", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--guard-s", type=float, default=900.0,
+    p.add_argument("--guard-s", type=float, default=600.0,
                    help="wall-clock guard: stop one model's training at one length after this many seconds "
-                        "of steps, and say so loudly (default 900; 0: none)")
+                        "of steps, and say so loudly (default 600; 0: none)")
     p.add_argument("--gap", type=int, default=None,
                    help="bases left out before each split boundary (default: the longest length)")
     p.add_argument("--channels", type=int, default=32)
