@@ -50,7 +50,7 @@ from ..data.genomes import GENOMES, PACKAGES, genome_path
 from ..data.sampling import (SPLITS, Fragment, Region, generator_for, read_manifest,
                              regions_by_coordinate, write_manifest)
 from ..data.tokenizer import DNATokenizer
-from .base import TaskData, register_task
+from .base import Extra, TaskData, register_task
 from .dna import INPUTS_FILE, check_inputs, input_digests
 
 TASK = "dna-promoter"
@@ -68,7 +68,8 @@ BOUNDS = (0.7, 0.8)
 DEFAULT_LENGTH = 1024
 DEFAULT_SIZES = (4000, 600, 2000)  # train, val, test windows (both classes together)
 
-PROMOTER_EXTRAS = frozenset({"gap", "max_n_fraction", "max_len", "resample"})
+PROMOTER_EXTRAS = {"gap": Extra(int, 0), "max_n_fraction": Extra(float, 0.0, 1.0),
+                   "max_len": Extra(int, 2), "resample": Extra()}  # resample: checked in build
 
 # GFF feature types that start a transcript besides gene/pseudogene (RNA types end in "RNA").
 _TRANSCRIPT_TYPES = ("gene", "pseudogene", "transcript", "primary_transcript")
@@ -373,7 +374,9 @@ def build_promoter(cfg: Any) -> TaskData:
     datasets = {s: FragmentDataset(windows[s], store, CLASS_NAMES,
                                    reverse_complement=rc and s == "train", tokenizer=tokenizer)
                 for s in SPLITS}
-    resample = bool(extra.get("resample", True))
+    resample = extra.get("resample", True)
+    if not isinstance(resample, bool):
+        raise ValueError(f"--extra resample must be true or false, got {resample!r}")
     if resample:
         regions = regions_by_coordinate(store, {GENOME: "any"}, gap=gap, bounds=BOUNDS)
         datasets["train"] = ResampledPromoterWindows(

@@ -149,6 +149,8 @@ def test_seeded_deterministic_and_readonly_reads_the_manifests(fake_chromosome, 
     (dict(extra={"gap": 512}), "extra gap must be at least --length"),
     (dict(test_size=400), "--test-size asks for 200 TSS windows"),
     (dict(val_size=1), "--val-size must be at least 2"),
+    (dict(extra={"resample": "yes"}), "--extra resample must be true or false"),
+    (dict(extra={"gap": -1}), "--extra gap must be an integer >= 0"),
 ])
 def test_bad_options_are_refused_by_name(fake_chromosome, kw, match):
     with pytest.raises(ValueError, match=match):
