@@ -5,7 +5,6 @@ fragments and bases, and replacing an earlier run of a demo. Matplotlib is impor
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import shutil
@@ -33,11 +32,11 @@ def options_given(args: Any, *names: str) -> dict[str, Any]:
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
     """The DNA model options the demos share: k-mer token stem, reverse complement."""
-    p.add_argument("--kmer", type=int, default=None,
+    p.add_argument("--kmer", type=int, default=6,
                    help="k-mer token stem: the id of the k-mer ending at each base, embedded and added "
                         "(plus its linear skip path), so the model contains the k-mer profile (default 6; "
                         "0: off)")
-    p.add_argument("--rc-conjoin", action=argparse.BooleanOptionalAction, default=None,
+    p.add_argument("--rc-conjoin", action=argparse.BooleanOptionalAction, default=True,
                    help="predict with the average of the logits of a sequence and of its reverse "
                         "complement (default on)")
     p.add_argument("--reverse-complement", action=argparse.BooleanOptionalAction, default=True,
@@ -46,18 +45,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
 
 
 def model_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``TrainConfig`` fields from :func:`add_model_options`' options: ``kmer`` (default 6) and
-    ``rc_conjoin`` (default on) where this version of the trainer has them (left at their defaults
-    they are skipped otherwise; asked for explicitly, their absence is an error)."""
-    have = {f.name for f in dataclasses.fields(TrainConfig)}
-    out: dict[str, Any] = {"reverse_complement": args.reverse_complement}
-    for name, default, off in (("kmer", 6, 0), ("rc_conjoin", True, False)):
-        value = getattr(args, name)
-        if name in have:
-            out[name] = default if value is None else value
-        elif value not in (None, off):
-            sys.exit(f"--{name.replace('_', '-')}: this sparsemix has no TrainConfig.{name}")
-    return out
+    """``TrainConfig`` fields from :func:`add_model_options`' options."""
+    return {"reverse_complement": args.reverse_complement, "kmer": args.kmer,
+            "rc_conjoin": args.rc_conjoin}
 
 
 def plan_steps(cfg: TrainConfig, num_train: int, steps: int) -> int:

@@ -199,8 +199,6 @@ def test_a_checkpoint_from_before_task_spec_rebuilds_its_task(runs, tmp_path):
 
 
 def test_a_run_with_rc_conjoin_predicts_a_record_and_its_reverse_complement_alike(tmp_path):
-    if not hasattr(TrainConfig(), "rc_conjoin"):
-        pytest.skip("TrainConfig has no rc_conjoin option")
     out = _train(tmp_path, "rc", {"min_length": 32}, rc_conjoin=True)
     rng = random.Random(3)
     seqs = [bytes(rng.choice(b"ACGTN") for _ in range(n)) for n in (50, 64, 33)]
