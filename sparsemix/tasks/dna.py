@@ -72,6 +72,16 @@ def _opt(cfg: Any, name: str, default: Any) -> Any:
     return default if value is None else value
 
 
+def check_fits_model(length: int, extra: Mapping[str, Any], what: str) -> Optional[int]:
+    """The model's ``max_len`` from ``extra`` (None if not given); ValueError naming ``--length``
+    when ``what`` (fragments, windows) of that length would not fit it."""
+    model_max_len = extra.get("max_len")
+    if model_max_len is not None and length > int(model_max_len):
+        raise ValueError(f"--length {length} is longer than the model's max_len {model_max_len}; "
+                         f"{what} would not fit the model")
+    return model_max_len
+
+
 def _extra(cfg: Any) -> dict:
     return dict(getattr(cfg, "extra", None) or {})
 
@@ -101,10 +111,7 @@ def build_fragment_task(
     if not 1 <= min_length <= length:
         raise ValueError(f"need 1 <= min_length <= length, got min_length={min_length}, "
                          f"length={length}")
-    model_max_len = extra.get("max_len")
-    if model_max_len is not None and length > int(model_max_len):
-        raise ValueError(f"--length {length} is longer than the model's max_len {model_max_len}; "
-                         "fragments would not fit the model")
+    model_max_len = check_fits_model(length, extra, "fragments")
     sizes = dict(zip(SPLITS, (
         _per_class(int(_opt(cfg, f"{s}_size", d)), len(class_names), f"{s}-size")
         for s, d in zip(SPLITS, default_sizes))))

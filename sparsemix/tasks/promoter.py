@@ -51,7 +51,7 @@ from ..data.sampling import (SPLITS, Fragment, Region, generator_for, read_manif
                              regions_by_coordinate, write_manifest)
 from ..data.tokenizer import DNATokenizer
 from .base import Extra, TaskData, register_task
-from .dna import INPUTS_FILE, check_inputs, input_digests
+from .dna import INPUTS_FILE, check_fits_model, check_inputs, input_digests
 
 TASK = "dna-promoter"
 #: The genome (a :data:`sparsemix.data.genomes.GENOMES` key) and its annotation inside the wheel.
@@ -326,10 +326,7 @@ def build_promoter(cfg: Any) -> TaskData:
     if length <= 2 * POSITIVE_RADIUS:
         raise ValueError(f"--length must be more than {2 * POSITIVE_RADIUS} (the +-"
                          f"{POSITIVE_RADIUS} bp centre zone of a TSS window), got {length}")
-    model_max_len = extra.get("max_len")
-    if model_max_len is not None and length > int(model_max_len):
-        raise ValueError(f"--length {length} is longer than the model's max_len {model_max_len}; "
-                         "windows would not fit the model")
+    model_max_len = check_fits_model(length, extra, "windows")
     gap = int(extra.get("gap", length))
     if gap < length:
         raise ValueError(f"extra gap must be at least --length ({length}) so that no window "
