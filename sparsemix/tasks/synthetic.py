@@ -9,6 +9,8 @@ Every generator is exact and seeded: the same ``(n_seq, N, seed)`` always gives 
   are overwritten with symbols drawn from {X = 4, Y = 5}; label XX → 0, XY → 1, YX → 2, YY → 3.
 - **Variable-length Adding** (ChordMixer) — lengths ``int(base · LogNormal(0.5, 0.7))`` resampled
   until they fall in ``[min_len, max_len]``; otherwise as Adding.
+- **Variable-length Temporal Order** — the same lengths; otherwise as Temporal Order (each
+  sequence's label is read from its own two symbols, wherever it sits in a batch).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .base import Extra, TaskData, register_task
+from .dna import check_fits_model
 
 ADDING_TOLERANCE = 0.04
 ORDER_CLASSES = ["XX", "XY", "YX", "YY"]
@@ -122,6 +125,26 @@ def adding_varlen(n_seq: int, base: int, min_len: int, max_len: int,
     return list(torch.split(x, lengths.tolist())), y
 
 
+def temporal_order_varlen(n_seq: int, base: int, min_len: int, max_len: int,
+                          seed: int = 0) -> tuple[list[Tensor], Tensor]:
+    """Variable-length Temporal Order: a list of LongTensors [n_b] of ids in 0..5 and labels
+    LongTensor [n_seq] in 0..3 (lengths as :func:`adding_varlen`, symbols as
+    :func:`temporal_order`)."""
+    _check_positive("n_seq", n_seq, 0)
+    _check_positive("min_len", min_len, 2)
+    _check_positive("max_len", max_len, min_len)
+    g = torch.Generator().manual_seed(seed)
+    lengths = lognormal_lengths(n_seq, base, min_len, max_len, g)
+    x = torch.randint(0, 4, (int(lengths.sum()),), generator=g)  # [T]: all sequences, concatenated
+    p1, p2 = _two_positions(n_seq, lengths.double(), g)
+    v1 = torch.randint(0, 2, (n_seq,), generator=g)  # 0 = X, 1 = Y
+    v2 = torch.randint(0, 2, (n_seq,), generator=g)
+    start = torch.cumsum(lengths, 0) - lengths
+    x[start + p1] = 4 + v1
+    x[start + p2] = 4 + v2
+    return list(torch.split(x, lengths.tolist())), 2 * v1 + v2
+
+
 class SequenceDataset(Dataset):
     """In-memory ``(x, y)`` pairs; ``x`` is a stacked tensor [n, N, ...] or a list of tensors.
 
@@ -189,26 +212,53 @@ def build_order(cfg: Any) -> TaskData:
                     vocab_size=6, class_names=list(ORDER_CLASSES), meta={"name": "order"})
 
 
-#: ``--extra`` of adding-varlen: the median-ish length of the LogNormal draw.
-VARLEN_EXTRAS = {"varlen_base": Extra(int, 1)}
+#: ``--extra`` of the variable-length tasks: the median-ish length of the LogNormal draw, and the
+#: model's maximum length (default ``--length``; larger lets a run trained on short sequences be
+#: evaluated on longer ones, ``sparsemix evaluate --length``, by models whose depth ``max_len`` sets).
+VARLEN_EXTRAS = {"varlen_base": Extra(int, 1), "max_len": Extra(int, 2)}
+
+#: The tasks that draw their data from ``--length`` alone, so a run of them can be evaluated at
+#: another length (``sparsemix evaluate --length``).
+SYNTHETIC_TASKS = ("adding", "order", "adding-varlen", "order-varlen")
+
+
+def _varlen_options(cfg: Any) -> tuple[int, int, int, int]:
+    """``(max_len, min_len, base, model_max_len)`` of a variable-length task: lengths in
+    ``[min(32, max), max]`` with ``max = --length`` (default 1024) and ``base = max / 2^{3}``
+    (≈ ChordMixer's base/max ratio of 1/32 ... 1/8, kept small enough that CPU runs finish)."""
+    max_len = _length(cfg, 1024)
+    extra = getattr(cfg, "extra", None) or {}
+    base = VARLEN_EXTRAS["varlen_base"].check("varlen_base", extra.get("varlen_base",
+                                                                       max(1, max_len // 8)))
+    model_max_len = check_fits_model(max_len, extra, "sequences")
+    return max_len, min(32, max_len), base, max_len if model_max_len is None else model_max_len
 
 
 @register_task("adding-varlen", extras=VARLEN_EXTRAS, model_defaults=ADDING_MODEL_DEFAULTS)
 def build_adding_varlen(cfg: Any) -> TaskData:
     """Variable-length Adding: ``--length`` is the maximum length (default 1024); lengths are
-    ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}`` (≈ ChordMixer's
-    base/max ratio of 1/32 ... 1/8, kept small enough that CPU runs finish)."""
-    max_len = _length(cfg, 1024)
-    min_len = min(32, max_len)
-    extra = getattr(cfg, "extra", None) or {}
-    base = extra.get("varlen_base", max(1, max_len // 8))
-    VARLEN_EXTRAS["varlen_base"].check("varlen_base", base)
+    ``int(base · LogNormal(0.5, 0.7))`` in ``[32, max]`` with ``base = max / 2^{3}``."""
+    max_len, min_len, base, model_max_len = _varlen_options(cfg)
     splits = _splits(cfg, lambda size, seed: adding_varlen(size, base, min_len, max_len, seed))
     return TaskData(**splits, kind="regression", num_classes=1, input="continuous",
-                    max_len=max_len, variable_length=True, input_dim=2,
+                    max_len=model_max_len, variable_length=True, input_dim=2,
                     meta={"tolerance": ADDING_TOLERANCE, "name": "adding-varlen", "base": base,
                           "min_len": min_len})
 
 
-__all__ = ["adding", "temporal_order", "adding_varlen", "lognormal_lengths", "SequenceDataset",
-           "ADDING_TOLERANCE", "ORDER_CLASSES"]
+@register_task("order-varlen", extras=VARLEN_EXTRAS)
+def build_order_varlen(cfg: Any) -> TaskData:
+    """Variable-length Temporal Order: lengths as ``adding-varlen`` (``--length`` the maximum,
+    default 1024), symbols and labels as ``order``; 4-class classification."""
+    max_len, min_len, base, model_max_len = _varlen_options(cfg)
+    splits = _splits(cfg, lambda size, seed: temporal_order_varlen(size, base, min_len, max_len,
+                                                                   seed))
+    return TaskData(**splits, kind="classification", num_classes=4, input="tokens",
+                    max_len=model_max_len, variable_length=True, vocab_size=6,
+                    class_names=list(ORDER_CLASSES),
+                    meta={"name": "order-varlen", "base": base, "min_len": min_len})
+
+
+__all__ = ["adding", "temporal_order", "adding_varlen", "temporal_order_varlen",
+           "lognormal_lengths", "SequenceDataset", "ADDING_TOLERANCE", "ORDER_CLASSES",
+           "SYNTHETIC_TASKS"]
