@@ -8,8 +8,8 @@ start lies within 1 kb; random strand; split by position (train 0-70 %, validati
 
 For every window length (default 256, 1,024, 4,096 and 16,384 bp) the demo fits GC-content and
 4-/6-mer logistic regressions on the windows the models train on, trains Paramixer (the encoder
-model with its learned positions, so it can find the centre; a 6-mer token stem and a local convolution stem) and the same model with mixing off, for the SAME
-fixed number of optimiser steps per length, and reports test ROC-AUC per length and model. The
+model with its learned positions, so it can find the centre; a 6-mer token stem and a local
+convolution stem) and the same model with mixing off, for the SAME fixed number of optimiser steps per length, and reports test ROC-AUC per length and model. The
 model always sees the whole window (no cropping to the centre): k-mer counts of a long window
 drown the centre, which long-range mixing with positions need not.
 
