@@ -73,6 +73,17 @@ def _integer(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
+def _at_least(minimum: int) -> Any:
+    """An argparse type: an integer >= ``minimum``, anything else refused in words."""
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text!r}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"  # argparse names the type in some messages
+    return parse
+
+
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -235,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="train, val or test (default: test)")
     ev.add_argument("--which", default="best", help="best or last checkpoint (default: best)")
     ev.add_argument("--device", default="cpu", help="cpu or cuda[:i] (default: cpu)")
+    ev.add_argument("--length", type=_at_least(2), default=None,
+                    help="synthetic tasks: evaluate on a fresh split of this sequence length "
+                         "(variable-length tasks: lengths up to it), drawn from the run's seed and "
+                         "written nowhere; a model that cannot take it says why")
+    ev.add_argument("--test-size", type=_at_least(1), default=None,
+                    help="with --length: sequences in the fresh test split (default: the run's)")
     add_predict_parser(sub)
     add_bench_parser(sub)
     add_plot_parser(sub)
@@ -274,7 +291,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif command in ("bench", "plot"):
             return (bench_main if command == "bench" else plot_main)(argparse.Namespace(**args))
         else:  # evaluate
-            print(dumps_json(evaluate(args["out"], args["split"], args["which"], args["device"]),
+            print(dumps_json(evaluate(args["out"], args["split"], args["which"], args["device"],
+                                      length=args["length"], test_size=args["test_size"]),
                              indent=2))
     except TrainingInterrupted as err:
         if os.environ.get("RANK", "0") == "0":  # under torchrun every rank stops; one says so

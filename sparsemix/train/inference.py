@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,7 @@ from .. import models
 from ..data.tokenizer import DNATokenizer
 from ..errors import RunError
 from ..tasks import TaskData, build_task
+from ..tasks.synthetic import SYNTHETIC_TASKS
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import Batch, collate, dataset_lengths, eval_batches
@@ -183,10 +184,18 @@ def load_model(out: str, which: str = "best", device: "str | torch.device" = "cp
 
 
 def evaluate(out: str, split: str = "test", which: str = "best",
-             device: "str | torch.device" = "cpu") -> dict:
-    """Metrics of run ``out``'s ``which`` model on ``split``."""
-    metrics, _, cfg = _run_split(out, split, which, device)
-    return {"out": str(out), "split": split, "which": which, "task": cfg.task, **metrics}
+             device: "str | torch.device" = "cpu", length: Optional[int] = None,
+             test_size: Optional[int] = None) -> dict:
+    """Metrics of run ``out``'s ``which`` model on ``split``.
+
+    ``length`` (synthetic tasks): evaluate on a fresh ``split`` of sequences of that length
+    instead (variable-length tasks: lengths up to it), drawn from the run's seed and written
+    nowhere; ``test_size`` sequences when ``split`` is the test split (default: the run's). A
+    model that cannot take that length is a ValueError naming ``--length`` and saying why
+    (:func:`check_length_fits`). The result then holds ``"length"``."""
+    metrics, _, cfg = _run_split(out, split, which, device, length=length, test_size=test_size)
+    stated = {} if length is None else {"length": length}
+    return {"out": str(out), "split": split, "which": which, "task": cfg.task, **stated, **metrics}
 
 
 def predict(out: str, split: str = "test", which: str = "best",
@@ -197,14 +206,73 @@ def predict(out: str, split: str = "test", which: str = "best",
     return raw
 
 
-def _run_split(out: str, split: str, which: str, device: "str | torch.device"
+def _run_split(out: str, split: str, which: str, device: "str | torch.device",
+               length: Optional[int] = None, test_size: Optional[int] = None
                ) -> tuple[dict, dict, TrainConfig]:
     _check_choice("split", split, SPLITS)
     device = eval_device(device)
-    model, cfg, task = load_model(out, which, device)
+    if length is None:
+        if test_size is not None:
+            raise ValueError("--test-size sizes the fresh test split of --length; give --length too")
+        model, cfg, task = load_model(out, which, device)
+    else:
+        _check_int("--length", length, 2)
+        if test_size is not None:
+            _check_int("--test-size", test_size, 1)
+            if split != "test":
+                raise ValueError(f"--test-size sizes the test split; --split {split} keeps the "
+                                 f"run's size")
+        # the model only (its size from the checkpoint), then data of the new length
+        model, cfg, task = load_model(out, which, device, data=False)
+        check_length_fits(cfg, task, length)
+        task = task_at_length(cfg, Path(out), length, split, test_size)
     metrics, raw = run_eval(model, getattr(task, split), task,
                             cfg.eval_batch_size or cfg.batch_size, device)
     return metrics, raw, cfg
+
+
+def check_length_fits(cfg: TrainConfig, task: TaskData, length: int) -> None:
+    """ValueError, one line naming ``--length``, when run ``cfg``'s model (sized for ``task``)
+    cannot be evaluated on sequences of ``length``; else nothing.
+
+    Longer than the model's ``max_len`` works only for a model with no part tied to it: not
+    learned positions (one row per position up to ``max_len``), not Paramixer (its
+    M = ceil(log2 max_len) factors reach at most ``max_len`` positions, and its layers refuse
+    longer input), not the CDIL-CNN (as many layers, the same reach); the Transformer without
+    positions can. ``pooling="flatten"`` needs exactly ``max_len``."""
+    if cfg.task not in SYNTHETIC_TASKS:
+        raise ValueError(f"--length applies to the synthetic tasks ({', '.join(SYNTHETIC_TASKS)}); "
+                         f"task {cfg.task!r} reads its sequences from files")
+    cfg = dataclasses.replace(cfg).resolve_task_defaults()  # "auto" positional, as trained
+    max_len = task.max_len
+    if cfg.pooling == "flatten" and length != max_len:
+        raise ValueError(f"--length {length}: pooling 'flatten' has one head weight per position "
+                         f"and takes exactly max_len = {max_len}")
+    if length <= max_len:
+        return
+    why = None
+    if cfg.positional:
+        why = f"its learned positions (positional=true) have {max_len} rows"
+    elif cfg.model == "paramixer":
+        why = (f"Paramixer's number of factors is fixed by max_len and reaches at most {max_len} "
+               f"positions; train a variable-length task with --extra max_len >= {length}")
+    elif cfg.model == "cdil-cnn":
+        why = f"the CDIL-CNN's number of layers is fixed by max_len and reaches {max_len} positions"
+    if why is not None:
+        raise ValueError(f"--length {length} is longer than the model's max_len {max_len}: {why}")
+
+
+def task_at_length(cfg: TrainConfig, folder: Path, length: int, split: str,
+                   test_size: Optional[int] = None) -> TaskData:
+    """Run ``cfg``'s synthetic task rebuilt at ``length`` (variable-length tasks: lengths up to
+    it), from the run's seed, writing nothing: ``split`` at the run's size (the test split:
+    ``test_size`` if given), every other split one sequence (never used)."""
+    sizes = {f"{name}_size": 1 for name in SPLITS}
+    sizes[f"{split}_size"] = getattr(cfg, f"{split}_size")
+    if split == "test" and test_size is not None:
+        sizes["test_size"] = test_size
+    rebuilt = dataclasses.replace(cfg, out=str(folder), length=length, **sizes)
+    return build_task(cfg.task, ReadOnlyConfig(rebuilt))
 
 
 def eval_device(device: "str | torch.device") -> torch.device:
@@ -218,6 +286,11 @@ def eval_device(device: "str | torch.device") -> torch.device:
     if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
         raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return dev
+
+
+def _check_int(option: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{option} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
