@@ -28,8 +28,10 @@ from typing import Optional, Sequence
 import torch
 
 from sparsemix.data.fetch import FetchError, cache_dir
+from sparsemix.models import STEMS
 from sparsemix.tasks import build_task
 from sparsemix.train import TrainConfig, train
+from topologies import PROTOCOLS
 
 from . import _report as report
 
@@ -56,9 +58,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="encoder layers (default: sparsemix train's default)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sparsemix train's)")
-    p.add_argument("--stem", default="conv", choices=("conv", "none"),
+    p.add_argument("--stem", default="conv", choices=STEMS,
                    help="local convolution over the embedded bases (default conv: k-mer-like features)")
-    p.add_argument("--protocol", default="chord", choices=("chord", "cdil"))
+    p.add_argument("--protocol", default="chord", choices=tuple(PROTOCOLS))
     report.add_model_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

@@ -37,6 +37,7 @@ import torch
 from sparsemix.data.baselines import fit_logistic, gc_features, kmer_features
 from sparsemix.data.dataset import FragmentDataset
 from sparsemix.data.fetch import FetchError, cache_dir
+from sparsemix.models import STEMS
 from sparsemix.tasks import build_task
 from sparsemix.train import TrainConfig, train
 from sparsemix.train.metrics import roc_auc
@@ -89,7 +90,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--channels", type=int, default=32)
     p.add_argument("--num-layers", type=int, default=None, help="encoder layers (default: sparsemix train's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: sparsemix train's)")
-    p.add_argument("--stem", default="conv", choices=("conv", "none"),
+    p.add_argument("--stem", default="conv", choices=STEMS,
                    help="local convolution over the embedded bases (default conv)")
     p.add_argument("--no-ablation", action="store_true", help="skip the mixing-off model")
     report.add_model_options(p)

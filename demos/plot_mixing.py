@@ -21,6 +21,7 @@ from torch import Tensor
 
 import sparsemix
 from sparsemix.reference import mixing_matrix
+from topologies import PROTOCOLS
 from topologies.drawing import draw_factor, draw_matrix, draw_network, pyplot, signed_norm
 
 
@@ -29,7 +30,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("outputs/mixing"), help="output folder")
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64], help="sequence lengths N")
-    parser.add_argument("--protocols", nargs="+", default=["chord", "cdil"], choices=["chord", "cdil"])
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--steps", type=int, default=100, help="Adam steps on the shift task (0: init only)")
     parser.add_argument("--shift", type=int, default=None, help="distance s of the copy task (default N // 4)")

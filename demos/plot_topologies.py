@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import topologies
+from topologies import PROTOCOLS
 from topologies.drawing import pyplot, draw_factor, draw_network, draw_reachability
 
 
@@ -20,7 +21,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("outputs/topologies"), help="output folder")
     parser.add_argument("--n", type=int, default=16, help="small sequence length (every node labelled)")
     parser.add_argument("--large-n", type=int, default=256, help="larger sequence length")
-    parser.add_argument("--protocols", nargs="+", default=["chord", "cdil"], choices=["chord", "cdil"])
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=list(PROTOCOLS))
     parser.add_argument("--radius", type=int, default=4, help="CDIL radius r (K = 2r + 1)")
     parser.add_argument("--curve-n", type=int, default=1000,
                         help="length for the reach-vs-depth curves (1000: floor(log2 N) is not enough)")
