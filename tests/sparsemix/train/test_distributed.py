@@ -266,7 +266,11 @@ def test_sparsemix_train_under_torchrun_resumed_matches_one_process(tmp_path: Pa
     load = lambda p: torch.load(p, weights_only=False, map_location="cpu")  # noqa: E731
     a, b = load(one / "last.pt"), load(resumed / "last.pt")
     assert a["epoch"] == b["epoch"] == 2
-    assert _max_diff(a["model"], b["model"]) <= 1e-5  # 10 Adam steps in fp32
+    # 10 AdamW steps in fp32. Two processes sum the gradient in another order than one, and Adam
+    # divides by the gradient's running RMS, so rounding differences grow: 1.4e-5 on a 2-core AMD
+    # EPYC, the same before and after the last refactors; a wrong RNG state, epoch or sampler
+    # order feeds other batches, which moves the weights by far more
+    assert _max_diff(a["model"], b["model"]) <= 1e-4
     assert _max_diff(first["model"], b["model"]) > 1e-4  # the resumed epoch really trained
     # only rank 0 logs (one line per epoch, across the restart); logged metrics are all-reduced
     lines_one, lines_re = _epoch_lines(one), _epoch_lines(resumed)
