@@ -40,26 +40,25 @@ class SequenceClassifier(nn.Module):
     which this module cannot import (models sit below ``train`` in the import order).
 
     ``kmer=k`` (DNA tokens) adds a :class:`~sparsemix.nn.KmerEmbedding` :math:`\mathbf{K}` (the
-    k-mer ending at each base) to :math:`\mathbf{E}`, and its mean over the sequence's
-    :math:`n` positions to the pooled features, a linear skip path past every layer and the
-    final LayerNorm:
+    k-mer ending at each base) to :math:`\mathbf{E}`, and the sequence's k-mer profile through the
+    same table (:meth:`~sparsemix.nn.KmerEmbedding.profile`, centred and scaled by the number of
+    rows :math:`R`) to the pooled features, a linear skip path past every layer and the final
+    LayerNorm:
 
     .. math::
-        \hat{\mathbf{y}} = \mathrm{Linear}\Big(\mathrm{pool}(\ldots) + \frac{1}{n}
-        \sum_{i=1}^{n} \mathbf{K}_i\Big)
-        = \mathrm{Linear}(\mathrm{pool}(\ldots)) + \mathbf{W}_{\text{head}}\,
-        \mathbf{E}_k^\top \mathbf{f}, \qquad f_u = \frac{\#\{i : \text{k-mer } u
-        \text{ ends at } i\}}{n}.
+        \hat{\mathbf{y}} = \mathrm{Linear}\Big(\mathrm{pool}(\ldots) + R \big(
+        \mathbf{E}_k^\top \mathbf{g} - \bar{\mathbf{E}}_k\big)\Big), \qquad
+        g_u = \frac{\#\{i : \text{k-mer } u \text{ ends at } i\}}{\max(1, n_c)},
 
-    So the model contains every linear model on k-mer frequencies :math:`\mathbf{f}` (weights of
-    rank :math:`\le C`, e.g. any :math:`\le C` classes), exactly: zero the rest (e.g. the final
-    LayerNorm's affine) and set :math:`\mathbf{W}_{\text{head}} \mathbf{E}_k^\top`. The
-    denominator is :math:`n`, all positions, including the first :math:`k-1` and windows with N
-    (which count no k-mer). :mod:`sparsemix.data.baselines` fits its LR on strand-symmetric
-    counts (forward + reverse complement) over the number of complete ACGT k-mers, standardised:
-    a linear function of the forward counts, so for fragments of one length without N the model
-    contains that baseline exactly (:math:`k \le 8`, the exact table); across lengths the two
-    denominators differ by the factor :math:`(n - k + 1) / n` (and by the windows with N).
+    with :math:`n_c` the sequence's complete ACGT k-mers: the frequencies
+    :mod:`sparsemix.data.baselines` counts. So the model contains every linear model on k-mer
+    frequencies (weights of rank :math:`\le C`, e.g. any :math:`\le C` classes), exactly: zero
+    the rest (e.g. the final LayerNorm's affine) and set the head and the table. The baselines
+    count both strands (forward + reverse complement): with ``rc_conjoin`` (the train layer's
+    :class:`~sparsemix.models.ReverseComplementConjoined`, which averages the logits of both
+    strands) the model's skip path is a linear model on exactly those strand-symmetric
+    frequencies, so it contains the fitted k-mer logistic regression (:math:`k \le 8`, the exact
+    table) for every length.
 
     Args:
         vocab_size (int, optional): Token vocabulary (token input); ``None`` with ``input_dim``.
@@ -91,7 +90,7 @@ class SequenceClassifier(nn.Module):
             (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         mix_gain (float): Initial gain of the encoder layers' LayerNorm on the mixing output.
             (default: ``0.3``)
-        kmer (int): k-mer length of the k-mer embedding and skip path (see above), 1..12, or
+        kmer (int): k-mer length of the k-mer embedding and profile path (see above), 1..12, or
             ``0`` for none. Needs token input, ``kmer_base_ids`` and pooling ``"mean"`` or
             ``"cls"``. (default: ``0``)
         kmer_base_ids (sequence of int, optional): Token ids of A, C, G, T (for DNATokenizer:
@@ -178,8 +177,8 @@ class SequenceClassifier(nn.Module):
                 v = block(v, x=x if self.weights_from == "embedding" else None, batch=mixed_batch)
             pooled = pool(v, self.pooling, mixed_batch)
         if self.embed.kmer is not None:
-            # the linear k-mer skip path: mean over the real positions (never the CLS), no norm
-            pooled = pooled + pool(self.embed.kmer(tokens, batch), "mean", batch)
+            # the linear k-mer skip path (the sequence's own tokens, never the CLS), no norm
+            pooled = pooled + self.embed.kmer.profile(tokens, batch)
         return self.head(pooled)
 
 

@@ -45,6 +45,9 @@ class KmerEmbedding(nn.Module):
         num_buckets (int, optional): Table cap: exact table of :math:`4^k` rows when
             :math:`4^k \le` ``num_buckets``, else ``num_buckets`` hashed rows.
             (default: ``65537``, a prime)
+        init_std (float, optional): Standard deviation of the initial table rows.
+            (default: ``0.01``: small, because :meth:`profile` scales the rows by the number of
+            rows; see there)
 
     Shapes:
         - **input:** tokens :math:`(B, N)`, or :math:`(T,)` with a sorted ``batch`` vector
@@ -53,7 +56,7 @@ class KmerEmbedding(nn.Module):
     """
 
     def __init__(self, channels: int, k: int, base_ids: Sequence[int],
-                 num_buckets: int = DEFAULT_BUCKETS) -> None:
+                 num_buckets: int = DEFAULT_BUCKETS, init_std: float = 0.01) -> None:
         super().__init__()
         check_channels(channels, "channels")
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -65,7 +68,11 @@ class KmerEmbedding(nn.Module):
                              f"got {base_ids!r}")
         if isinstance(num_buckets, bool) or not isinstance(num_buckets, int) or num_buckets < 2:
             raise ValueError(f"num_buckets must be an integer >= 2, got {num_buckets!r}")
+        if not (isinstance(init_std, (int, float)) and not isinstance(init_std, bool)
+                and 0 <= init_std < float("inf")):
+            raise ValueError(f"init_std must be a finite number >= 0, got {init_std!r}")
         self.channels, self.k, self.num_buckets = channels, k, num_buckets
+        self.init_std = float(init_std)
         self.base_ids = tuple(ids)
         self.hashed = 4 ** k > num_buckets
         self.null_row = num_buckets if self.hashed else 4 ** k  # the last row: no complete k-mer
@@ -76,7 +83,9 @@ class KmerEmbedding(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        self.table.reset_parameters()  # N(0, 1), the null row zero
+        nn.init.normal_(self.table.weight, std=self.init_std)
+        with torch.no_grad():
+            self.table.weight[self.null_row].zero_()  # no complete k-mer: adds nothing
 
     def kmer_ids(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
         """The k-mer number :math:`\\mathrm{id}_i \\in [0, 4^k)` ending at every element, ``-1``
@@ -114,6 +123,39 @@ class KmerEmbedding(nn.Module):
 
     def forward(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
         return self.table(self.rows(self.kmer_ids(tokens, batch)))
+
+    def profile(self, tokens: Tensor, batch: Optional[Tensor] = None) -> Tensor:
+        r"""The sequence's k-mer profile through the table, centred and scaled:
+
+        .. math::
+            \mathbf{p} = R \Big( \sum_u g_u \mathbf{E}_u - \bar{\mathbf{E}} \Big),
+            \qquad g_u = \frac{\#\{i : \mathrm{id}_i = u\}}{\max(1, n_c)},
+
+        where :math:`n_c` counts the sequence's complete k-mers (so :math:`g` are the k-mer
+        frequencies a k-mer baseline uses), :math:`\bar{\mathbf{E}}` is the mean of the
+        :math:`R` real rows (the null row excluded) and :math:`R` their number (:math:`4^k`, or
+        ``num_buckets`` hashed). Linear in :math:`g`: a linear head on it is any linear model on
+        k-mer frequencies of rank :math:`\le C` (the constant :math:`-R\bar{\mathbf{E}}` goes
+        into the head's bias). The centring and the factor :math:`R` (frequencies relative to
+        uniform) are what let a few hundred AdamW steps learn that model: on the species task
+        ``head(f @ E)`` with ``E ~ N(0, 1)`` reached 0.84 test accuracy in 500 steps, this
+        form 0.946, the fitted 6-mer baseline 0.956 (``benchmarks/kmer_skip_scaling.py``).
+
+        Shapes: tokens :math:`(B, N)` -> :math:`(B, C)`; :math:`(T,)` with ``batch`` ->
+        :math:`(\text{num sequences}, C)`.
+        """
+        ids = self.kmer_ids(tokens, batch)
+        complete = (ids >= 0).to(self.table.weight.dtype)  # [B, N] or [T]
+        rows = self.table(self.rows(ids))  # the null row is zero
+        if batch is None:
+            total = rows.sum(dim=-2)  # [B, C]
+            count = complete.sum(dim=-1, keepdim=True)  # [B, 1]
+        else:
+            size = int(batch.max()) + 1 if batch.numel() else 0
+            total = rows.new_zeros(size, rows.size(-1)).index_add_(0, batch, rows)
+            count = complete.new_zeros(size).index_add_(0, batch, complete).unsqueeze(-1)
+        real = self.table.weight[:self.null_row]  # [R, C]: every row but the null row
+        return self.null_row * (total / count.clamp_min(1.0) - real.mean(dim=0))
 
     def extra_repr(self) -> str:
         kind = f"hashed into {self.num_buckets}" if self.hashed else "exact"

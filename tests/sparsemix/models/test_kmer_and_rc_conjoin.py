@@ -19,12 +19,12 @@ def dna(gen, n, n_fraction=0.05):
 
 
 def kmer_frequencies(seq, k):
-    """[4^k]: counts of the complete k-mers / n (all n positions): the slow way."""
+    """[4^k]: counts of the complete k-mers / their number (0 for none): the slow way."""
     f = torch.zeros(4 ** k, dtype=torch.float64)
     for i in reference.kmer_ids(seq.tolist(), k, BASES):
         if i >= 0:
             f[i] += 1
-    return f / seq.numel()
+    return f / max(1.0, float(f.sum()))
 
 
 def set_to_kmer_lr(model, weight, bias):
@@ -39,10 +39,12 @@ def set_to_kmer_lr(model, weight, bias):
             model.blocks[-1].value[-1].bias.zero_()
         table = model.embed.kmer.table.weight
         table.zero_()
-        table[:rows, :classes] = weight.T.to(table.dtype)  # rank <= C: W = head.W @ E^T
+        # the profile is R (E^T g - mean_u E_u): rows W / R give W g - mean_u W_u, the constant
+        # goes into the bias; rank <= C: W = head.W @ E^T
+        table[:rows, :classes] = (weight.T / rows).to(table.dtype)
         model.head.weight.zero_()
         model.head.weight[:, :classes] = torch.eye(classes)
-        model.head.bias.copy_(bias)
+        model.head.bias.copy_(bias + weight.mean(dim=1))
 
 
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
@@ -172,3 +174,30 @@ def test_tokens_outside_the_complement_table():
     model = ReverseComplementConjoined(models_to_conjoin()["cdil-cnn"], COMPLEMENT).eval()
     with pytest.raises(ValueError, match=r"\[0, 8\)"):
         model.reverse_complement(torch.tensor([[3, 9]]))
+
+
+def test_with_rc_conjoin_the_model_is_the_fitted_kmer_baseline_exactly():
+    """The data layer's fitted k-mer LR (strand-symmetric, standardised frequencies) put into the
+    model's table and head: the conjoined model's logits are the baseline's, at every length."""
+    from sparsemix.data.baselines import fit_logistic, kmer_features
+
+    gen = torch.Generator().manual_seed(4)
+    k, classes = 3, 3
+    seqs = [dna(gen, int(n)) for n in torch.randint(8, 60, (30,), generator=gen)]
+    labels = torch.randint(0, classes, (len(seqs),), generator=gen)
+    feats = kmer_features(seqs, k).double()
+    lr = fit_logistic(feats, labels, classes, l2=1e-2)
+    # logits = ((f - mean) / std) @ W + b = f @ (W / std) + (b - (mean / std) @ W)
+    w = lr.weight.double() / lr.std.double()[:, None]  # [4^k, classes]
+    b = lr.bias.double() - (lr.mean.double() / lr.std.double()) @ lr.weight.double()
+    model = SequenceClassifier(VOCAB, classes, channels=8, num_layers=1, max_len=64,
+                               block="encoder", kmer=k, kmer_base_ids=BASES).double()
+    set_to_kmer_lr(model, w.T, b)
+    conjoined = ReverseComplementConjoined(model, COMPLEMENT).eval()
+    lengths = torch.tensor([s.numel() for s in seqs])
+    batch = torch.repeat_interleave(torch.arange(len(seqs)), lengths)
+    got = conjoined(torch.cat(seqs), batch)
+    want = ((feats - lr.mean.double()) / lr.std.double()) @ lr.weight.double() + lr.bias.double()
+    # LogisticRegression.logits in fp64; kmer_features' frequencies are fp32, hence 1e-6
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    assert (got.argmax(1) == lr.predict(feats.float())).all()
