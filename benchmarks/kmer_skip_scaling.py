@@ -24,6 +24,7 @@ import argparse
 import json
 import math
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cfg = TrainConfig(task="dna-species", out=str(out / "data"), train_size=2000, val_size=500,
+    cfg = TrainConfig(task="dna-species", out=tempfile.mkdtemp(), train_size=2000, val_size=500,
                       test_size=1000)
     task = build_task("dna-species", cfg)
     epochs = math.ceil(args.steps * args.batch_size / len(task.train))
