@@ -157,27 +157,41 @@ def markdown_table(rows: dict[str, dict[str, dict[str, float]]], buckets: Sequen
     return "\n".join(lines)
 
 
-def plot_accuracy_vs_length(rows: dict[str, dict[str, dict[str, float]]], path: Path,
-                            title: str, chance: Optional[float] = None) -> Path:
-    """One line per model: accuracy per length bucket, x at each bucket's geometric centre."""
+def plot_lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, *,
+               xlabel: str, ylabel: str, title: str, chance: Optional[float] = None,
+               xticks: Optional[Sequence[int]] = None, legend: str = "lower right") -> Path:
+    """One line per model (``{name: (xs, ys)}``) against a log2 x axis, with an optional chance
+    line; the figure the DNA demos draw of a score against length."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, per in rows.items():
-        keys = [k for k in per if k != "all"]
-        xs = [math.sqrt(int(k.split("-")[0]) * int(k.split("-")[1])) for k in keys]
-        ax.plot(xs, [per[k]["accuracy"] for k in keys], marker="o", label=name)
+    for name, (xs, ys) in series.items():
+        ax.plot(xs, ys, marker="o", label=name)
     if chance is not None:
         ax.axhline(chance, color="grey", ls=":", lw=1, label="chance")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("fragment length (bp, bucket centre)")
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
+    if xticks is not None:
+        ax.set_xticks(list(xticks), [f"{n:,}" for n in xticks])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc=legend)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plot_accuracy_vs_length(rows: dict[str, dict[str, dict[str, float]]], path: Path,
+                            title: str, chance: Optional[float] = None) -> Path:
+    """One line per model: accuracy per length bucket, x at each bucket's geometric centre."""
+    series = {}
+    for name, per in rows.items():
+        keys = [k for k in per if k != "all"]
+        series[name] = ([math.sqrt(int(k.split("-")[0]) * int(k.split("-")[1])) for k in keys],
+                        [per[k]["accuracy"] for k in keys])
+    return plot_lines(series, path, xlabel="fragment length (bp, bucket centre)",
+                      ylabel="test accuracy", title=title, chance=chance)
 
 
 def plot_confusion(counts: Tensor, class_names: Sequence[str], path: Path, title: str) -> Path:

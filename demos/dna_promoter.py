@@ -41,7 +41,6 @@ from sparsemix.models import STEMS
 from sparsemix.tasks import build_task
 from sparsemix.train import TrainConfig, train
 from sparsemix.train.metrics import roc_auc
-from topologies.drawing import pyplot
 
 from . import _report as report
 
@@ -157,24 +156,13 @@ def markdown(table: dict[str, dict[int, float]], lengths: Sequence[int]) -> str:
 
 
 def plot(table: dict[str, dict[int, float]], lengths: Sequence[int], path: Path) -> Path:
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, per in table.items():
-        xs = [n for n in lengths if per.get(n) is not None]
-        ax.plot(xs, [per[n] for n in xs], marker="o", label=name)
-    ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(list(lengths), [f"{n:,}" for n in lengths])
-    ax.set_xlabel("window length (bp)")
-    ax.set_ylabel("test ROC-AUC")
-    ax.set_title("Protein-coding TSS at the window centre, A. thaliana chr1 (test: 80-100 %)",
-                 fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    series = {name: ([n for n in lengths if per.get(n) is not None],
+                     [per[n] for n in lengths if per.get(n) is not None])
+              for name, per in table.items()}
+    return report.plot_lines(
+        series, path, xlabel="window length (bp)", ylabel="test ROC-AUC", chance=0.5,
+        xticks=lengths, legend="lower left",
+        title="Protein-coding TSS at the window centre, A. thaliana chr1 (test: 80-100 %)")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
