@@ -79,8 +79,8 @@ class TrainConfig:
     block: str = DEFAULTS["block"]
     stem: str = DEFAULTS["stem"]
     stem_kernel: int = DEFAULTS["stem_kernel"]
-    kmer: int = 0  # k-mer embedding + linear skip path (paramixer, DNA); 0: off
-    rc_conjoin: bool = False  # eval: average the logits of both strands (DNA)
+    kmer: int = DEFAULTS["kmer"]  # k-mer embedding + profile skip path (paramixer, DNA); 0: off
+    rc_conjoin: bool = DEFAULTS["rc_conjoin"]  # eval: average the logits of both strands (DNA)
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE

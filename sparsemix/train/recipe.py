@@ -37,7 +37,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "pooling": "mean", "model": "paramixer", "block": "encoder", "stem": "none", "stem_kernel": 7,
     "mixing": True, "mix_init": "sum", "position_init": "sinusoid", "weights_from": "embedding",
     "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
-    "clip_grad": 1.0,
+    "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False,
 })
 
 #: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
