@@ -177,18 +177,26 @@ class Paramixer(nn.Module):
         if self.check_inputs:
             check_finite(v, "v")
             check_finite(x, "x")
+        topo = self.topology_of(v, batch)
+        weights = self.factor_weights(x, weight_gates)
+        out = self.dropout(self.mix(self.value(v), weights, topo))
+        return (out, weights) if return_weights else out
+
+    def topology_of(self, v: Tensor, batch: Optional[Tensor] = None) -> Union[Topology, BatchedTopology]:
+        """The factor graphs of ``v``'s sequences: one topology for [N, C] / [B, N, C], the
+        concatenated per-sequence topologies for [T, C] with ``batch`` (cached, never rebuilt)."""
         if batch is None:
             if v.dim() not in (2, 3):
                 raise ValueError(f"v must be [N, C] or [B, N, C] (or [T, C] with batch), got {list(v.shape)}")
-            topo = self.topology_for(v.size(-2), v.device)
-        else:
-            check_tensor(batch, "batch")
-            if v.dim() != 2:
-                raise ValueError(f"with a batch vector, v must be [T, C], got {list(v.shape)}")
-            _, lengths = lengths_and_key(batch, v.size(0))  # the one host sync of this path
-            topo = self.batched_topology_for(lengths, v.device)
+            return self.topology_for(v.size(-2), v.device)
+        check_tensor(batch, "batch")
+        if v.dim() != 2:
+            raise ValueError(f"with a batch vector, v must be [T, C], got {list(v.shape)}")
+        _, lengths = lengths_and_key(batch, v.size(0))  # the one host sync of this path
+        return self.batched_topology_for(lengths, v.device)
 
-        V = self.value(v)
+    def factor_weights(self, x: Tensor, weight_gates: Optional[list[Tensor]] = None) -> list[Tensor]:
+        """The M factors' values ``[f_m(x)]`` (each [*, N, K]), times ``weight_gates`` if given."""
         if self.checkpoint_weights and torch.is_grad_enabled():  # recompute the MLPs in backward
             weights = checkpoint(stacked_weights, self.factors, x, use_reentrant=False)
         else:
@@ -197,10 +205,14 @@ class Paramixer(nn.Module):
             if len(weight_gates) != self.num_factors:
                 raise ValueError(f"weight_gates needs {self.num_factors} tensors, got {len(weight_gates)}")
             weights = [w * g for w, g in zip(weights, weight_gates)]
+        return weights
+
+    def mix(self, V: Tensor, weights: list[Tensor], topo: Union[Topology, BatchedTopology]) -> Tensor:
+        r""":math:`(\mathbf{I} + \mathbf{W}^{(M)}) \cdots (\mathbf{I} + \mathbf{W}^{(1)}) \mathbf{V}` for any
+        number of channels (the factors' values do not depend on them)."""
         for m, (factor, w) in enumerate(zip(self.factors, weights)):
             V = V + factor.apply_factor(V, w, topo.tables(m))
-        out = self.dropout(V)
-        return (out, weights) if return_weights else out
+        return V
 
     def extra_repr(self) -> str:
         return (f"{self.channels}, protocol={self.protocol!r}, num_factors={self.num_factors}, "
