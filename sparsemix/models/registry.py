@@ -16,7 +16,7 @@ from .transformer import TransformerClassifier
 
 # Options of the Paramixer model that the baselines do not have.
 _PARAMIXER_ONLY = ("protocol", "backend", "weights_from", "block", "stem", "stem_kernel", "mixing",
-                   "mix_init", "mix_gain", "kmer", "kmer_base_ids")
+                   "mix_init", "mix_gain", "mix_mode", "kmer", "kmer_base_ids")
 
 
 def _drop(kw: dict, names) -> dict:
@@ -24,9 +24,9 @@ def _drop(kw: dict, names) -> dict:
 
 
 def _paramixer(vocab_size, num_classes, max_len, *, channels, num_layers, hidden_channels=None,
-               num_heads=None, cdil_layers=None, **kw) -> nn.Module:
+               num_heads=1, cdil_layers=None, **kw) -> nn.Module:
     return SequenceClassifier(vocab_size, num_classes, channels, num_layers, max_len=max_len,
-                              hidden_channels=hidden_channels, **kw)
+                              hidden_channels=hidden_channels, num_heads=num_heads, **kw)
 
 
 def _transformer(vocab_size, num_classes, max_len, *, channels, num_layers, hidden_channels=None,

@@ -90,6 +90,9 @@ class SequenceClassifier(nn.Module):
             (see :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         mix_gain (float): Initial gain of the encoder layers' LayerNorm on the mixing output.
             (default: ``0.3``)
+        mix_mode (str): The encoder layers' mixing, ``"sum"`` or ``"average"`` (see
+            :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
+        num_heads (int): Score heads of ``mix_mode="average"``. (default: ``1``)
         kmer (int): k-mer length of the k-mer embedding and profile path (see above), 1..12, or
             ``0`` for none. Needs token input, ``kmer_base_ids`` and pooling ``"mean"`` or
             ``"cls"``. (default: ``0``)
@@ -111,7 +114,7 @@ class SequenceClassifier(nn.Module):
                  backend: str = "auto", block: str = "paper", stem: str = "none",
                  stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
                  position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.3,
-                 kmer: int = 0, kmer_base_ids: Optional[Sequence[int]] = None,
+                 mix_mode: str = "sum", num_heads: int = 1, kmer: int = 0, kmer_base_ids: Optional[Sequence[int]] = None,
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)
@@ -155,8 +158,8 @@ class SequenceClassifier(nn.Module):
                 ParamixerEncoderLayer(channels, max_len=mixed_len, protocol=protocol,
                                       hidden_channels=hidden_channels, ffn_channels=ffn_channels,
                                       dropout=dropout, mixing=mixing, mix_init=mix_init,
-                                      mix_gain=mix_gain,
-                                      backend=backend,
+                                      mix_gain=mix_gain, mix_mode=mix_mode,
+                                      num_heads=num_heads, backend=backend,
                                       **block_kwargs)
                 for _ in range(num_layers))
             self.norm = nn.LayerNorm(channels)

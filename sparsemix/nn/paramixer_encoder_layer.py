@@ -6,7 +6,9 @@ import math
 from typing import Optional, Union
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.utils import scatter
 
 import topologies
 
@@ -15,6 +17,16 @@ from .sequences import positions_in_sequence
 from .paramixer import Paramixer
 
 MIX_INITS = ("sum", "stable", "paper")
+#: ``mix_mode=``: "sum" (the product applied to g(U), then LN_mix) or "average" (a normalised,
+#: attention-like weighted average through the product; see the class docstring).
+MIX_MODES = ("sum", "average")
+
+# softplus(_ON) = 1 and softplus(_OFF) ~ 0.0067: the "sum" init of the positive factor values of
+# mix_mode="average" (the slot of offset 2^m on, the others nearly off).
+_ON, _OFF = math.log(math.e - 1.0), -5.0
+# exp(score - max) is floored at exp(-_SCORE_FLOOR): a row whose every source scores far below the
+# sequence's best keeps a positive denominator in fp32 (e^-30 * 2^20 sources is still < 1e-6).
+_SCORE_FLOOR = 30.0
 
 
 class ParamixerEncoderLayer(nn.Module):
@@ -49,6 +61,25 @@ class ParamixerEncoderLayer(nn.Module):
     through one path of weight 1), and learning :math:`\gamma \ne 0` brings the circular links
     back wherever they help. The gate depends only on positions, so it is variable-length safe.
 
+    **Average mode** (``mix_mode="average"``). The product above *sums* over up to :math:`N`
+    elements, so what two marked elements among :math:`N` contribute is a :math:`1/N` share of the
+    branch, and its gradient shrinks with :math:`N`. In average mode the mixing is a normalised,
+    attention-like average over the same factor graphs instead: every element scores itself,
+    :math:`s_j = \mathbf{a}^\top \mathbf{u}_j` (one score per head, :math:`H` heads of
+    :math:`C/H` channels), the factor values are made positive (:math:`\mathrm{softplus}`), and
+
+    .. math::
+        \mathbf{A} = (\mathbf{I} + \mathbf{W}^{(M)}_+) \cdots (\mathbf{I} + \mathbf{W}^{(1)}_+), \qquad
+        \mathbf{o}_i = \frac{\sum_j A_{ij}\, e^{s_j}\, g(\mathbf{u}_j)}{\sum_j A_{ij}\, e^{s_j}},
+
+    both sums computed by one pass of the factors over :math:`[e^{s} \odot g(\mathbf{U}),\, e^{s}]`
+    (:math:`C + H` channels). With the ``"sum"`` init (:math:`\mathbf{A}` = all ones) every element
+    starts as a softmax-weighted average over the whole sequence, as one attention query would: two
+    marked elements can take all the weight whatever :math:`N` is, and the output's scale does not
+    depend on :math:`N` (so no :math:`\mathrm{LN}_{\mathrm{mix}}`). Learned factor values then shape
+    *where* each element looks (the routing), the scores *what* it looks for. Exact: scores are
+    shifted by their sequence's maximum (a per-sequence constant cancels) and floored 30 below it.
+
     **Initialisation** (``mix_init``). ``"sum"`` (default): factor :math:`m` starts as
     :math:`\mathbf{I} + \mathbf{P}^{2^{m-1}}` (weight 1 on the slot of offset :math:`2^{m-1}`, 0 on the
     others, plus small noise :math:`\mathcal{N}(0, 0.1^2)`), so for :math:`N = 2^M` the product is
@@ -81,8 +112,12 @@ class ParamixerEncoderLayer(nn.Module):
             at 0.3, not in 400 at 1; docs/learning.md). (default: ``0.3``)
         wrap_gate (bool, optional): Multiply every factor value whose edge wraps around the end of
             its sequence (source :math:`i + o_k \notin [0, n)`) by a learned per-(factor, slot) scalar
-            :math:`\gamma_{m,k}` that starts at 0 (see above). ``False``: the circular factors
+            :math:`\gamma_{m,k}` that starts at 0 (see above; used as :math:`\max(\gamma, 0)` with
+            ``mix_mode="average"``, so values stay positive). ``False``: the circular factors
             as they are. (default: ``False``)
+        mix_mode (str, optional): ``"sum"`` or ``"average"`` (see above). (default: ``"sum"``)
+        num_heads (int, optional): Score heads :math:`H` of ``mix_mode="average"`` (:math:`C/H`
+            channels each, one routing :math:`\mathbf{A}` for all). (default: ``1``)
         mixing (bool, optional): ``False`` replaces the mixing by the identity (the branch is then
             ``g(U)`` alone, per element): an ablation with the same parameters minus the factors.
             (default: ``True``)
@@ -99,7 +134,7 @@ class ParamixerEncoderLayer(nn.Module):
                  hidden_channels: Optional[int] = None, ffn_channels: Optional[int] = None,
                  dropout: float = 0.0, mix_norm: bool = True, mix_init: str = "sum",
                  wrap_gate: bool = False, mix_gain: float = 0.3, mixing: bool = True,
-                 **mixer_kwargs) -> None:
+                 mix_mode: str = "sum", num_heads: int = 1, **mixer_kwargs) -> None:
         super().__init__()
         check_channels(channels, "channels")
         check_channels(ffn_channels, "ffn_channels", optional=True)
@@ -110,14 +145,22 @@ class ParamixerEncoderLayer(nn.Module):
             raise ValueError(f"mix_gain must be a positive number, got {mix_gain!r}")
         if mix_init not in MIX_INITS:
             raise ValueError(f"mix_init must be one of {MIX_INITS}, got {mix_init!r}")
+        if mix_mode not in MIX_MODES:
+            raise ValueError(f"mix_mode must be one of {MIX_MODES}, got {mix_mode!r}")
+        check_channels(num_heads, "num_heads")
+        if channels % num_heads:
+            raise ValueError(f"num_heads ({num_heads}) must divide channels ({channels})")
         self.channels = channels
         self.ffn_channels = ffn_channels or 2 * channels
         self.mixing, self.mix_init, self.mix_gain = mixing, mix_init, mix_gain
+        self.mix_mode, self.num_heads = mix_mode, num_heads
         self.norm1 = nn.LayerNorm(channels)
         self.mixer = Paramixer(channels, protocol=protocol, max_len=max_len,
                                hidden_channels=hidden_channels,
                                init="paper" if mix_init == "paper" else "stable", **mixer_kwargs)
-        self.mix_norm = nn.LayerNorm(channels) if mix_norm else nn.Identity()
+        self.mix_norm = (nn.LayerNorm(channels) if mix_norm and mix_mode == "sum"
+                         else nn.Identity())  # an average needs no rescaling
+        self.score = nn.Linear(channels, num_heads) if mix_mode == "average" else None
         m, k = self.mixer.num_factors, self.mixer.num_slots
         self.wrap_gate = nn.Parameter(torch.zeros(m, k)) if wrap_gate else None  # [M, K] gamma
         offsets = topologies.get(protocol, max(2, 2 ** m), num_factors=m,
@@ -140,6 +183,9 @@ class ParamixerEncoderLayer(nn.Module):
             nn.init.constant_(self.mix_norm.weight, self.mix_gain)
         if self.wrap_gate is not None:
             nn.init.zeros_(self.wrap_gate)
+        if self.score is not None:  # start from a plain average: scores grow where they help
+            nn.init.zeros_(self.score.weight)
+            nn.init.zeros_(self.score.bias)
         for layer in (self.ffn[0], self.ffn[2]):
             layer.reset_parameters()
 
@@ -150,9 +196,11 @@ class ParamixerEncoderLayer(nn.Module):
             last = factor.weight_layers[1]
             nn.init.normal_(last.weight, std=noise / math.sqrt(last.in_features))
             nn.init.zeros_(last.bias)
+            on, off = (_ON, _OFF) if self.mix_mode == "average" else (1.0, 0.0)
+            last.bias.fill_(off)
             jump = (self.offsets[m] == 2 ** m).nonzero()
             if jump.numel():
-                last.bias[int(jump[0])] = 1.0
+                last.bias[int(jump[0])] = on
 
     def gates(self, h: Tensor, batch: Optional[Tensor] = None) -> Optional[list[Tensor]]:
         r"""The M wrap-gate tensors [N, K] (or [T, K] with ``batch``): 1 for edges inside the
@@ -169,6 +217,8 @@ class ParamixerEncoderLayer(nn.Module):
         src = pos[None, :, None] + self.offsets[:, None, :]  # [M, N, K]: source before the wrap
         wrapped = (src < 0) | (src >= length[None, :, None])
         gamma = self.wrap_gate.to(h.dtype)[:, None, :]  # [M, 1, K]
+        if self.mix_mode == "average":  # values stay >= 0: a closed gate is exactly 0
+            gamma = gamma.clamp(min=0.0)
         gate = torch.where(wrapped, gamma, torch.ones_like(gamma))  # [M, N, K]
         return list(gate.unbind(0))
 
@@ -178,17 +228,42 @@ class ParamixerEncoderLayer(nn.Module):
         check_dtype(h, "h", self.norm1.weight)
         u = self.norm1(h)
         weights: list[Tensor] = []
-        if self.mixing:
+        if not self.mixing:
+            mixed = self.mixer.value(u)  # the same g, no factors
+        elif self.mix_mode == "average":
+            mixed, weights = self._average(u, batch)
+        else:
             mixed = self.mixer(u, x=u, batch=batch, return_weights=return_weights,
                                weight_gates=self.gates(h, batch))
             if return_weights:
                 mixed, weights = mixed
-        else:
-            mixed = self.mixer.value(u)  # the same g, no factors
         h = h + self.drop(self.mix_norm(mixed))
         h = h + self.drop(self.ffn(self.norm2(h)))
         return (h, weights) if return_weights else h
 
+    def _average(self, u: Tensor, batch: Optional[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """``mix_mode="average"``: the score-weighted average through the positive factors (see the
+        class docstring); returns it and the factor values used."""
+        mixer, heads = self.mixer, self.num_heads
+        topo = mixer.topology_of(u, batch)
+        weights = [F.softplus(w) for w in mixer.factor_weights(u)]
+        gates = self.gates(u, batch)
+        if gates is not None:
+            weights = [w * g for w, g in zip(weights, gates)]
+        s = self.score(u)  # [*, N, H]
+        if batch is None:
+            top = s.detach().amax(dim=-2, keepdim=True)  # [*, 1, H]: per sequence and head
+        else:
+            top = scatter(s.detach(), batch, dim=0, reduce="max")[batch]  # [T, H]
+        e = torch.exp((s - top).clamp(min=-_SCORE_FLOOR))  # [*, N, H], in (0, 1]
+        v = mixer.value(u)
+        v = v.unflatten(-1, (heads, -1)) * e.unsqueeze(-1)  # [*, N, C] -> [*, N, H, C/H]
+        both = mixer.mix(torch.cat([v.flatten(-2), e], dim=-1), weights, topo)  # [*, N, C + H]
+        num, den = both.split([self.channels, heads], dim=-1)
+        out = num.unflatten(-1, (heads, -1)) / den.unsqueeze(-1)  # [*, N, H, C/H]
+        return mixer.dropout(out.flatten(-2)), weights
+
     def extra_repr(self) -> str:
         return (f"{self.channels}, ffn_channels={self.ffn_channels}, mix_init={self.mix_init!r}, "
-                f"wrap_gate={self.wrap_gate is not None}, mixing={self.mixing}")
+                f"wrap_gate={self.wrap_gate is not None}, mixing={self.mixing}, "
+                f"mix_mode={self.mix_mode!r}, num_heads={self.num_heads}")

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 import sparsemix
+from sparsemix import reference
 from sparsemix.nn import ParamixerEncoderLayer
 
 
@@ -117,3 +118,83 @@ def test_mix_gain_sets_the_mixing_norm_and_survives_reset():
     nn.init.ones_(layer.mix_norm.weight)
     layer.reset_parameters()
     assert torch.equal(layer.mix_norm.weight, torch.full((8,), 0.25))
+
+
+# ---- mix_mode="average" ----------------------------------------------------------------------------
+def _average_layer(dtype=torch.double, **kw) -> ParamixerEncoderLayer:
+    torch.manual_seed(3)
+    layer = ParamixerEncoderLayer(8, max_len=32, mix_mode="average", num_heads=2, **kw).to(dtype)
+    with torch.no_grad():  # scores and gates away from their init, so every term is exercised
+        layer.score.weight.normal_()
+        layer.score.bias.normal_()
+        if layer.wrap_gate is not None:
+            layer.wrap_gate.uniform_(-0.5, 1.0)
+    return layer.eval()
+
+
+def _average_branch(layer, h):
+    """The averaging branch alone, on the layer's normalised input."""
+    return layer._average(layer.norm1(h), None)[0]
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.double, 1e-10), (torch.float, 2e-5)])
+@pytest.mark.parametrize("wrap_gate", [False, True])
+def test_average_matches_the_dense_reference_forward_and_backward(dtype, tol, wrap_gate):
+    layer = _average_layer(dtype, wrap_gate=wrap_gate)
+    h = torch.randn(27, 8, dtype=dtype)
+    fast_in, ref_in = h.clone().requires_grad_(), h.clone().requires_grad_()
+    fast = _average_branch(layer, fast_in)
+    ref = reference.encoder_average(layer, layer.norm1(ref_in))
+    torch.testing.assert_close(fast, ref, rtol=tol, atol=tol)
+    probe = torch.randn_like(fast)
+    g_fast = torch.autograd.grad((fast * probe).sum(), [fast_in, *layer.parameters()], allow_unused=True)
+    g_ref = torch.autograd.grad((ref * probe).sum(), [ref_in, *layer.parameters()], allow_unused=True)
+    for a, b in zip(g_fast, g_ref):
+        if a is None or b is None:
+            assert a is None and b is None
+        else:
+            torch.testing.assert_close(a, b, rtol=10 * tol, atol=10 * tol)
+
+
+def test_average_sum_init_is_a_softmax_over_the_whole_sequence():
+    """Exact sum init (A = all ones): every element gets softmax(scores)-weighted g, whatever N."""
+    layer = _average_layer()
+    layer._sum_init(noise=0.0)
+    for f in layer.mixer.factors:  # softplus(_OFF) is small, not 0: switch the other slots off exactly
+        last = f.weight_layers[1]
+        with torch.no_grad():
+            last.bias[last.bias < 0] = -80.0
+    u = torch.randn(32, 8, dtype=torch.double)
+    out, _ = layer._average(u, None)
+    p = torch.softmax(layer.score(u), dim=0)  # [N, H] over positions
+    g = layer.mixer.value(u).chunk(2, dim=-1)
+    want = torch.cat([(p[:, h, None] * g[h]).sum(0, keepdim=True) for h in range(2)], -1)
+    torch.testing.assert_close(out, want.expand_as(out), rtol=1e-10, atol=1e-10)
+
+
+def test_average_is_exact_for_scores_far_apart():
+    """Scores 1000 apart neither overflow nor give NaN: the shift by the sequence's maximum."""
+    layer = _average_layer(torch.float)
+    with torch.no_grad():
+        layer.score.weight.mul_(1000.0)
+    out = layer(torch.randn(2, 32, 8))
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"}])
+def test_average_sequence_alone_equals_it_in_a_batch(kw):
+    layer = _average_layer(**kw)
+    lengths = [5, 32, 1, 13]
+    seqs = [torch.randn(n, 8, dtype=torch.double) for n in lengths]
+    batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    together = layer(torch.cat(seqs), batch=batch)
+    for b, seq in enumerate(seqs):
+        alone = layer(seq[None])[0]
+        torch.testing.assert_close(together[batch == b], alone, rtol=1e-12, atol=1e-12)
+
+
+def test_average_bad_options():
+    with pytest.raises(ValueError, match="mix_mode must be one of"):
+        ParamixerEncoderLayer(8, max_len=16, mix_mode="mean")
+    with pytest.raises(ValueError, match="num_heads .3. must divide channels .8."):
+        ParamixerEncoderLayer(8, max_len=16, mix_mode="average", num_heads=3)
