@@ -171,6 +171,10 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                     "(ablation; --block encoder)"),
     (["--mix-init"], "mix_init", str, "factor init: {mix_init} (sum, encoder: factor m starts as "
                                       "I + shift by 2^m, so the product sums everything)"),
+    (["--mix-mode"], "mix_mode", str, "the encoder's mixing: {mix_mode} (sum: the product of "
+                                      "factors applied to g(U), then a LayerNorm; average: a "
+                                      "score-weighted average through positive factors, whose "
+                                      "scale does not grow with N)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),
@@ -183,7 +187,7 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: "
                                               "{weights_from} (embedding: the paper; state: the "
                                               "block's input)"),
-    (["--num-heads"], "num_heads", int, "attention heads (transformer)"),
+    (["--num-heads"], "num_heads", int, "attention heads (transformer); score heads of --mix-mode average"),
     (["--optimizer"], "optimizer", str, "{optimizer} (adam: the paper's)"),
     (["--weight-decay"], "weight_decay", _non_negative_float, "weight decay (AdamW: decoupled)"),
     (["--scheduler"], "scheduler", str, "learning-rate schedule per step: {scheduler} "

@@ -14,11 +14,11 @@ from topologies import PROTOCOLS
 from .._io import atomic_write_text
 from ..errors import RunError
 from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FROM
-from ..nn import BACKENDS, MIX_INITS
+from ..nn import BACKENDS, MIX_INITS, MIX_MODES
 from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
-from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, OPTIMIZERS, SCHEDULERS,
-                     TASK_DEFAULTABLE)
+from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE, OPTIMIZERS,
+                     SCHEDULERS, TASK_DEFAULTABLE)
 
 #: The config layout written by this version. Version 1 (no ``config_version`` key) predates the
 #: encoder model; its missing fields load as :data:`~sparsemix.train.recipe.LEGACY_DEFAULTS`, i.e.
@@ -29,7 +29,7 @@ CONFIG_VERSION = 2
 #: from the module that owns each; never restated). ``sparsemix train`` checks and lists these.
 CHOICES: dict[str, Any] = {"protocol": PROTOCOLS, "backend": BACKENDS, "pooling": POOLINGS,
                            "model": MODELS, "block": BLOCKS, "stem": STEMS,
-                           "position_init": POSITION_INITS, "mix_init": MIX_INITS,
+                           "position_init": POSITION_INITS, "mix_init": MIX_INITS, "mix_mode": MIX_MODES,
                            "weights_from": WEIGHTS_FROM, "optimizer": OPTIMIZERS,
                            "scheduler": SCHEDULERS}
 
@@ -83,6 +83,7 @@ class TrainConfig:
     rc_conjoin: bool = DEFAULTS["rc_conjoin"]  # eval: average the logits of both strands (DNA)
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
+    mix_mode: str = DEFAULTS["mix_mode"]
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
     positional: Optional[bool] = None  # None ("auto"): the task's default
     position_init: str = DEFAULTS["position_init"]
@@ -196,6 +197,8 @@ class TrainConfig:
             data = {**LEGACY_DEFAULTS, **data}
         if "mix_gain" not in data:  # written before the option: its encoder layers started at 1
             data = {**data, "mix_gain": LEGACY_MIX_GAIN}
+        if "mix_mode" not in data:  # written before the option: its encoder layers summed
+            data = {**data, "mix_mode": LEGACY_MIX_MODE}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:

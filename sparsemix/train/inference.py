@@ -85,7 +85,7 @@ def model_options(cfg: TrainConfig, task: "TaskData | None" = None) -> dict:
     if cfg.model == "paramixer":
         opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing)
         if cfg.block == "encoder":
-            opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain)
+            opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain, mix_mode=cfg.mix_mode)
         elif cfg.mix_init == "paper":
             opts["init"] = "paper"
         if cfg.kmer:

@@ -35,7 +35,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "seed": 0, "protocol": "chord", "backend": "auto", "device": "auto",
     "batch_size": 32, "lr": 3e-3, "dropout": 0.0, "channels": 32, "num_layers": 2,
     "pooling": "mean", "model": "paramixer", "block": "encoder", "stem": "none", "stem_kernel": 7,
-    "mixing": True, "mix_init": "sum", "position_init": "sinusoid", "weights_from": "embedding",
+    "mixing": True, "mix_init": "sum", "mix_mode": "sum", "position_init": "sinusoid", "weights_from": "embedding",
     "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
     "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False,
 })
@@ -51,6 +51,9 @@ LEGACY_DEFAULTS: Mapping[str, Any] = MappingProxyType({
 
 #: A config written before ``--mix-gain`` existed: its encoder layers started at gain 1.
 LEGACY_MIX_GAIN = 1.0
+
+#: A config written before ``--mix-mode`` existed: its encoder layers summed.
+LEGACY_MIX_MODE = "sum"
 
 #: ``warmup-cosine`` without ``--warmup-steps``: 1/WARMUP_DIVISOR of the run, at most WARMUP_MAX_STEPS.
 WARMUP_DIVISOR, WARMUP_MAX_STEPS = 10, 100

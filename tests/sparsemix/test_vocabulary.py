@@ -22,6 +22,7 @@ OWNERS = {
     "stem": sequence_classifier.STEMS,
     "position_init": _sequence_io.POSITION_INITS,
     "mix_init": paramixer_encoder_layer.MIX_INITS,
+    "mix_mode": paramixer_encoder_layer.MIX_MODES,
     "weights_from": sequence_classifier.WEIGHTS_FROM,
     "optimizer": recipe.OPTIMIZERS,
     "scheduler": recipe.SCHEDULERS,

@@ -152,3 +152,26 @@ def test_cli_positional_auto_and_mix_gain_reach_the_model(tmp_path):
                       test_size=8, mix_gain=0.5)
     model = build_model(cfg, build_task("order", cfg))
     assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.5)) for b in model.blocks)
+
+
+def test_a_config_from_before_mix_mode_loads_as_the_summed_mixing():
+    data = TrainConfig(task="order", out="x", mix_mode="average").to_dict()
+    del data["mix_mode"]
+    assert TrainConfig.from_dict(data).mix_mode == "sum"
+
+
+def test_cli_mix_mode_and_heads_reach_the_encoder_layers(tmp_path):
+    from sparsemix.cli import build_parser
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    args = build_parser().parse_args(["train", "--task", "order", "--out", "x",
+                                      "--mix-mode", "average", "--num-heads", "4"])
+    assert (args.mix_mode, args.num_heads) == ("average", 4)
+    cfg = TrainConfig(task="order", out=str(tmp_path / "m"), length=16, train_size=8, val_size=8,
+                      test_size=8, mix_mode="average", num_heads=4)
+    model = build_model(cfg, build_task("order", cfg))
+    assert all((b.mix_mode, b.num_heads, b.score.out_features) == ("average", 4, 4)
+               for b in model.blocks)
+    with pytest.raises(ValueError, match="^--mix-mode must be one of sum, average"):
+        TrainConfig(task="order", out="x", mix_mode="mean").validate()
