@@ -17,13 +17,17 @@ from ._checks import (check_channels, check_dtype, check_features, check_finite,
 from .backends import BACKENDS
 from .sequences import lengths_and_key
 from .sparse_factor_conv import SparseFactorConv
-from .stacked_weights import stacked_weights
+from .stacked_weights import shared_weights, stacked_weights
 
 _TOPOLOGY_CACHE_SIZE = 64  # distinct lengths kept (each holds its index tables on one device)
 _BATCH_CACHE_SIZE = 16  # distinct tuples of lengths kept in variable-length mode
 
 #: ``init=``: "stable" (bounded products at any depth) or "paper" (PyTorch's defaults, as officially).
 PARAMIXER_INITS = ("stable", "paper")
+
+#: ``weight_mlp=``: "per-factor" (the paper's M separate MLPs F -> h -> K) or "shared" (one hidden
+#: layer for all factors of the block, F -> h -> M*K: two GEMMs whatever M).
+WEIGHT_MLPS = ("per-factor", "shared")
 
 
 class Paramixer(nn.Module):
@@ -70,6 +74,13 @@ class Paramixer(nn.Module):
             (:func:`~sparsemix.nn.stacked_weights` already recomputes their hidden activations, so
             this only saves the [*, N, K] weights; for very long sequences). (default: ``False``)
         check_inputs (bool, optional): Reject NaN / inf inputs with a clear error. (default: ``False``)
+        weight_mlp (str, optional): How the factors' values are computed from :math:`\mathbf{X}`:
+            ``"per-factor"`` (the paper: :math:`M` separate MLPs :math:`F \to h \to K`, evaluated
+            together by :func:`~sparsemix.nn.stacked_weights`) or ``"shared"`` (one hidden layer for
+            all factors, :math:`F \to h \to MK`: every factor keeps its own :math:`h \to K`
+            head, all share the first layer; :math:`hF + hMK` multiply-adds per element instead of
+            :math:`M(hF + hK)`; :func:`~sparsemix.nn.shared_weights`). The init is the same in both
+            (each factor's head as above). (default: ``"per-factor"``)
 
     Shapes:
         - **input:** values :math:`(N, C)` or :math:`(B, N, C)` (one topology for all), or
@@ -84,7 +95,7 @@ class Paramixer(nn.Module):
                  num_factors: Optional[int] = None, hidden_channels: Optional[int] = None,
                  dropout: float = 0.0, backend: str = "auto", x_channels: Optional[int] = None,
                  radius: int = 4, init: str = "stable", checkpoint_weights: bool = False,
-                 check_inputs: bool = False) -> None:
+                 check_inputs: bool = False, weight_mlp: str = "per-factor") -> None:
         super().__init__()
         check_channels(channels, "channels")
         check_channels(hidden_channels, "hidden_channels", optional=True)
@@ -95,6 +106,8 @@ class Paramixer(nn.Module):
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if init not in PARAMIXER_INITS:
             raise ValueError(f"init must be one of {PARAMIXER_INITS}, got {init!r}")
+        if weight_mlp not in WEIGHT_MLPS:
+            raise ValueError(f"weight_mlp must be one of {WEIGHT_MLPS}, got {weight_mlp!r}")
         if max_len is None and num_factors is None:
             raise ValueError("Paramixer needs max_len or num_factors (it owns one weight MLP per factor)")
         if max_len is not None and (isinstance(max_len, bool) or not isinstance(max_len, int)
@@ -113,14 +126,18 @@ class Paramixer(nn.Module):
         self.backend = backend
         self.checkpoint_weights = checkpoint_weights
         self.check_inputs = check_inputs
+        self.weight_mlp = weight_mlp
         self.num_factors = num_factors or topologies.default_num_factors(max_len)
         self.num_slots = self._make_topology(1).num_slots
 
         h = self.hidden_channels
         self.value = nn.Sequential(nn.Linear(channels, h), nn.GELU(), nn.Linear(h, channels))
         scale = 1.0 / math.sqrt(self.num_slots * self.num_factors) if init == "stable" else None
+        # "shared": one first layer object in every factor (parameters() and the optimiser see it once)
+        first = nn.Linear(self.x_channels, h) if weight_mlp == "shared" else None
         self.factors = nn.ModuleList(
-            SparseFactorConv(self.x_channels, self.num_slots, h, init_scale=scale, backend=backend)
+            SparseFactorConv(self.x_channels, self.num_slots, h, init_scale=scale, backend=backend,
+                             shared_first=first)
             for _ in range(self.num_factors))
         self.active_backend = self.factors[0].active_backend  # resolved once, by the factors
         self.dropout = nn.Dropout(dropout)
@@ -139,6 +156,20 @@ class Paramixer(nn.Module):
             nn.init.zeros_(last.bias)
         for factor in self.factors:
             factor.reset_parameters()
+
+    @torch.no_grad()
+    def init_factor_values(self, bias: Tensor, noise_std: float) -> None:
+        r"""Start factor :math:`m`'s values at ``bias[m]`` plus noise: every factor's last layer
+        :math:`h \to K` gets bias ``bias[m]`` and weights :math:`\mathcal{N}(0, \sigma^2 / h)`
+        (values of std about :math:`\sigma` = ``noise_std`` for unit-RMS hidden activations), for
+        either ``weight_mlp``; the factors' first layers are left as they are. ``bias``: [M, K]."""
+        if tuple(bias.shape) != (self.num_factors, self.num_slots):
+            raise ValueError(f"bias must be [M, K] = [{self.num_factors}, {self.num_slots}], "
+                             f"got {list(bias.shape)}")
+        for m, factor in enumerate(self.factors):
+            last = factor.weight_layers[1]
+            nn.init.normal_(last.weight, std=noise_std / math.sqrt(last.in_features))
+            last.bias.copy_(bias[m])
 
     # ---- topologies --------------------------------------------------------------------------------
     def _make_topology(self, num_nodes: int) -> Topology:
@@ -197,10 +228,11 @@ class Paramixer(nn.Module):
 
     def factor_weights(self, x: Tensor, weight_gates: Optional[list[Tensor]] = None) -> list[Tensor]:
         """The M factors' values ``[f_m(x)]`` (each [*, N, K]), times ``weight_gates`` if given."""
+        compute = shared_weights if self.weight_mlp == "shared" else stacked_weights
         if self.checkpoint_weights and torch.is_grad_enabled():  # recompute the MLPs in backward
-            weights = checkpoint(stacked_weights, self.factors, x, use_reentrant=False)
+            weights = checkpoint(compute, self.factors, x, use_reentrant=False)
         else:
-            weights = stacked_weights(self.factors, x)
+            weights = compute(self.factors, x)
         if weight_gates is not None:
             if len(weight_gates) != self.num_factors:
                 raise ValueError(f"weight_gates needs {self.num_factors} tensors, got {len(weight_gates)}")
@@ -217,7 +249,7 @@ class Paramixer(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.channels}, protocol={self.protocol!r}, num_factors={self.num_factors}, "
                 f"num_slots={self.num_slots}, hidden_channels={self.hidden_channels}, "
-                f"max_len={self.max_len}, backend={self.backend!r} (active: {self.active_backend!r})")
+                f"max_len={self.max_len}, weight_mlp={self.weight_mlp!r}, backend={self.backend!r} (active: {self.active_backend!r})")
 
 
 def _lru(cache: OrderedDict, key, size: int, build):

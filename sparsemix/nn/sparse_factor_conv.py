@@ -44,6 +44,10 @@ class SparseFactorConv(MessagePassing):
             initialisation for unit-RMS inputs. ``None`` keeps PyTorch's default ``nn.Linear`` init, as
             in the official code (unstable for deep products; see :class:`~sparsemix.Paramixer`).
             (default: ``None``)
+        shared_first (nn.Linear, optional): A first layer :math:`F \to h` shared with other factors
+            (:class:`~sparsemix.Paramixer`'s ``weight_mlp="shared"``: one hidden layer for all
+            factors of a block, each factor its own :math:`h \to K` head). ``None``: this factor's own.
+            (default: ``None``)
         backend (str, optional): How the factor is applied (:meth:`apply_factor`): ``"message"`` (PyG
             ``propagate``: gather, multiply, scatter; the readable reference), ``"fused"`` (eager kernel that
             never materialises the per-edge messages), ``"compiled"`` (the same through ``torch.compile``),
@@ -70,7 +74,8 @@ class SparseFactorConv(MessagePassing):
     """
 
     def __init__(self, in_channels: int, num_slots: int, hidden_channels: Optional[int] = None,
-                 init_scale: Optional[float] = None, backend: str = "message", **kwargs) -> None:
+                 init_scale: Optional[float] = None, backend: str = "message",
+                 shared_first: Optional[nn.Linear] = None, **kwargs) -> None:
         check_channels(in_channels, "in_channels")
         check_channels(num_slots, "num_slots")
         check_channels(hidden_channels, "hidden_channels", optional=True)
@@ -83,8 +88,12 @@ class SparseFactorConv(MessagePassing):
         self.init_scale = init_scale
         self.backend = backend
         self.active_backend = resolve_backend(backend)
+        if shared_first is not None and (not isinstance(shared_first, nn.Linear) or (
+                shared_first.in_features, shared_first.out_features) != (in_channels, self.hidden_channels)):
+            raise ValueError(f"shared_first must be an nn.Linear({in_channels}, {self.hidden_channels}), "
+                             f"got {shared_first!r}")
         self.mlp = nn.Sequential(
-            nn.Linear(in_channels, self.hidden_channels),
+            shared_first if shared_first is not None else nn.Linear(in_channels, self.hidden_channels),
             nn.GELU(),
             nn.Linear(self.hidden_channels, num_slots),
         )

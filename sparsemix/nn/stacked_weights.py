@@ -118,3 +118,40 @@ class _StackedMLP(torch.autograd.Function):
             torch.mm(gpre, w1, out=gx[s:e])
         gb2 = g.sum(1, keepdim=True)  # [M, 1, K]
         return gx, gw1, gb1, gw2, gb2
+
+
+def shared_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tensor]:
+    r"""The weights of factors that share one first layer (:class:`~sparsemix.Paramixer`'s
+    ``weight_mlp="shared"``), equal to ``[f.compute_weights(x) for f in factors]``:
+
+    .. math::
+        \mathbf{H} = \mathrm{GELU}(\mathbf{x} \mathbf{A}^\top + \mathbf{a}), \qquad
+        [\mathbf{w}_1, \dots, \mathbf{w}_M] = \mathbf{H} [\mathbf{B}_1; \dots; \mathbf{B}_M]^\top
+        + [\mathbf{b}_1, \dots, \mathbf{b}_M],
+
+    i.e. one MLP :math:`F \to h \to M K`: two GEMMs per call whatever :math:`M` (against
+    :func:`stacked_weights`' :math:`M h`-wide hidden layer), :math:`h F + h M K` multiply-adds per
+    row instead of :math:`M h F + M h K`.
+
+    Args:
+        factors: :class:`SparseFactorConv` layers whose ``weight_layers[0]`` is one and the same
+            ``nn.Linear`` (and equal ``hidden_channels`` and ``num_slots``).
+        x: features [*, N, F].
+
+    Shapes:
+        - **input:** ``x`` :math:`(*, N, F)`.
+        - **output:** a list of :math:`M` contiguous tensors :math:`(*, N, K)`, one per factor.
+    """
+    if not factors:
+        raise ValueError("factors must hold at least one SparseFactorConv")
+    first = factors[0].weight_layers[0]
+    if any(f.weight_layers[0] is not first for f in factors):
+        raise ValueError("shared_weights needs factors that share one first layer (shared_first)")
+    num, slots = len(factors), factors[0].num_slots
+    w2 = torch.cat([f.weight_layers[1].weight for f in factors])  # M x [K, h] -> [M*K, h]
+    b2 = torch.cat([f.weight_layers[1].bias for f in factors])  # [M*K]
+    hidden = F.gelu(F.linear(x, first.weight, first.bias))  # [*, N, h], one GEMM
+    out = F.linear(hidden, w2.to(hidden.dtype), b2.to(hidden.dtype))  # [*, N, M*K], one GEMM
+    # [*, N, M*K] -> [M, *, N, K]: one copy, so that every factor's values are contiguous
+    out = out.unflatten(-1, (num, slots)).movedim(-2, 0).contiguous()
+    return list(out.unbind(0))
