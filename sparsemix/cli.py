@@ -175,6 +175,10 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                       "factors applied to g(U), then a LayerNorm; average: a "
                                       "score-weighted average through positive factors, whose "
                                       "scale does not grow with N)"),
+    (["--weight-mlp"], "weight_mlp", str, "how a Paramixer block computes its factors' values: "
+                                          "{weight_mlp} (per-factor: the paper's M separate MLPs; "
+                                          "shared: one hidden layer for all factors, C -> h -> M*K, "
+                                          "fewer multiply-adds per token)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),

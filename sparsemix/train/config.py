@@ -14,11 +14,11 @@ from topologies import PROTOCOLS
 from .._io import atomic_write_text
 from ..errors import RunError
 from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FROM
-from ..nn import BACKENDS, MIX_INITS, MIX_MODES
+from ..nn import BACKENDS, MIX_INITS, WEIGHT_MLPS, MIX_MODES
 from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
-from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE, OPTIMIZERS,
-                     SCHEDULERS, TASK_DEFAULTABLE)
+from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE,
+                     LEGACY_WEIGHT_MLP, OPTIMIZERS, SCHEDULERS, TASK_DEFAULTABLE)
 
 #: The config layout written by this version. Version 1 (no ``config_version`` key) predates the
 #: encoder model; its missing fields load as :data:`~sparsemix.train.recipe.LEGACY_DEFAULTS`, i.e.
@@ -31,7 +31,7 @@ CHOICES: dict[str, Any] = {"protocol": PROTOCOLS, "backend": BACKENDS, "pooling"
                            "model": MODELS, "block": BLOCKS, "stem": STEMS,
                            "position_init": POSITION_INITS, "mix_init": MIX_INITS, "mix_mode": MIX_MODES,
                            "weights_from": WEIGHTS_FROM, "optimizer": OPTIMIZERS,
-                           "scheduler": SCHEDULERS}
+                           "scheduler": SCHEDULERS, "weight_mlp": WEIGHT_MLPS}
 
 #: The largest ``--seed``: numpy's generators take seeds below 2**32, and every run seeds numpy too.
 MAX_SEED = 2**32 - 1
@@ -84,6 +84,7 @@ class TrainConfig:
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_mode: str = DEFAULTS["mix_mode"]
+    weight_mlp: str = DEFAULTS["weight_mlp"]
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
     positional: Optional[bool] = None  # None ("auto"): the task's default
     position_init: str = DEFAULTS["position_init"]
@@ -199,6 +200,8 @@ class TrainConfig:
             data = {**data, "mix_gain": LEGACY_MIX_GAIN}
         if "mix_mode" not in data:  # written before the option: its encoder layers summed
             data = {**data, "mix_mode": LEGACY_MIX_MODE}
+        if "weight_mlp" not in data:  # written before the option: one MLP per factor
+            data = {**data, "weight_mlp": LEGACY_WEIGHT_MLP}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:

@@ -83,7 +83,8 @@ def model_options(cfg: TrainConfig, task: "TaskData | None" = None) -> dict:
         return {}
     opts: dict = {"position_init": cfg.position_init}
     if cfg.model == "paramixer":
-        opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing)
+        opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing,
+                    weight_mlp=cfg.weight_mlp)
         if cfg.block == "encoder":
             opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain, mix_mode=cfg.mix_mode)
         elif cfg.mix_init == "paper":

@@ -37,7 +37,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "pooling": "mean", "model": "paramixer", "block": "encoder", "stem": "none", "stem_kernel": 7,
     "mixing": True, "mix_init": "sum", "mix_mode": "sum", "position_init": "sinusoid", "weights_from": "embedding",
     "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
-    "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False,
+    "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False, "weight_mlp": "per-factor",
 })
 
 #: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
@@ -54,6 +54,9 @@ LEGACY_MIX_GAIN = 1.0
 
 #: A config written before ``--mix-mode`` existed: its encoder layers summed.
 LEGACY_MIX_MODE = "sum"
+
+#: A config written before ``--weight-mlp`` existed: every factor had its own MLP (the paper's).
+LEGACY_WEIGHT_MLP = "per-factor"
 
 #: ``warmup-cosine`` without ``--warmup-steps``: 1/WARMUP_DIVISOR of the run, at most WARMUP_MAX_STEPS.
 WARMUP_DIVISOR, WARMUP_MAX_STEPS = 10, 100

@@ -8,7 +8,7 @@ from sparsemix import models, nn
 from sparsemix.cli import build_parser
 from sparsemix.models import registry, sequence_classifier
 from sparsemix.models import _sequence_io
-from sparsemix.nn import backends, paramixer_encoder_layer
+from sparsemix.nn import backends, paramixer, paramixer_encoder_layer
 from sparsemix.tasks import TASK_OPTIONS, load_all
 from sparsemix.train import TrainConfig, config, recipe
 
@@ -26,6 +26,7 @@ OWNERS = {
     "weights_from": sequence_classifier.WEIGHTS_FROM,
     "optimizer": recipe.OPTIMIZERS,
     "scheduler": recipe.SCHEDULERS,
+    "weight_mlp": paramixer.WEIGHT_MLPS,
 }
 
 

@@ -1,0 +1,63 @@
+"""The training-speed options: --weight-mlp (how a block computes its factors' values) and their
+plumbing through TrainConfig, the CLI, the model builder and old run folders."""
+import json
+
+import pytest
+import torch
+
+from sparsemix.cli import build_parser, main
+from sparsemix.tasks import build_task
+from sparsemix.train import TrainConfig
+from sparsemix.train.inference import build_model
+
+
+def _small(tmp_path, **kw):
+    return TrainConfig(task="order", out=str(tmp_path / "run"), length=16, train_size=8, val_size=8,
+                       test_size=8, **kw)
+
+
+def test_weight_mlp_default_is_per_factor_and_shared_reaches_every_block(tmp_path):
+    assert TrainConfig(task="order", out="x").weight_mlp == "per-factor"
+    args = build_parser().parse_args(["train", "--task", "order", "--out", "x",
+                                      "--weight-mlp", "shared"])
+    assert args.weight_mlp == "shared"
+    for weight_mlp in ("per-factor", "shared"):
+        cfg = _small(tmp_path, weight_mlp=weight_mlp)
+        model = build_model(cfg, build_task("order", cfg))
+        mixers = [layer.mixer for layer in model.blocks]
+        assert all(m.weight_mlp == weight_mlp for m in mixers)
+        firsts = {id(f.weight_layers[0]) for f in mixers[0].factors}
+        assert len(firsts) == (1 if weight_mlp == "shared" else mixers[0].num_factors)
+    paper = _small(tmp_path, block="paper", weight_mlp="shared")
+    assert all(b.weight_mlp == "shared" for b in build_model(paper, build_task("order", paper)).blocks)
+
+
+def test_a_config_from_before_weight_mlp_loads_as_per_factor():
+    data = TrainConfig(task="order", out="x", weight_mlp="shared").to_dict()
+    del data["weight_mlp"]
+    assert TrainConfig.from_dict(data).weight_mlp == "per-factor"
+    legacy = {"task": "order", "out": "x"}  # version 1: no config_version, no weight_mlp
+    assert TrainConfig.from_dict(legacy).weight_mlp == "per-factor"
+
+
+def test_bad_weight_mlp_is_one_line_naming_the_option(tmp_path, capsys):
+    with pytest.raises(ValueError, match="^--weight-mlp must be one of per-factor, shared; got 'x'"):
+        TrainConfig(task="order", out="x", weight_mlp="x").validate()
+    out = tmp_path / "bad"
+    assert main(["train", "--task", "order", "--out", str(out), "--weight-mlp", "low-rank"]) == 2
+    assert "--weight-mlp" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_shared_weight_mlp_trains_and_records_the_option(tmp_path):
+    out = tmp_path / "run"
+    rc = main(["train", "--task", "order", "--out", str(out), "--length", "16", "--train-size", "32",
+               "--val-size", "8", "--test-size", "8", "--epochs", "1", "--batch-size", "16",
+               "--weight-mlp", "shared", "--quiet"])
+    assert rc == 0
+    assert json.loads((out / "config.json").read_text())["weight_mlp"] == "shared"
+    state = torch.load(out / "last.pt", weights_only=False)["model"]
+    cfg = TrainConfig.load(out / "config.json")
+    model = build_model(cfg, build_task("order", cfg))
+    model.load_state_dict(state)
+    assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
