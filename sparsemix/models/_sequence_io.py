@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from ..nn import positions_in_sequence, sequence_lengths
+from ..nn.sequences import lengths_and_key
 
 POOLINGS = ("mean", "cls", "flatten")
 POSITION_INITS = ("normal", "sinusoid")
@@ -94,9 +95,11 @@ class InputEmbedding(nn.Module):
             if inputs.dim() != layout_dim:
                 raise ValueError(f"tokens must be {'[T] with batch' if batch is not None else '[B, N]'}"
                                  f", got shape {list(inputs.shape)}")
-            if inputs.numel() and (int(inputs.min()) < 0 or int(inputs.max()) >= self.vocab_size):
-                raise ValueError(f"token ids must be in [0, {self.vocab_size}), got range "
-                                 f"[{int(inputs.min())}, {int(inputs.max())}]")
+            if inputs.numel():
+                low, high = torch.stack(torch.aminmax(inputs)).tolist()  # one host sync, not two
+                if low < 0 or high >= self.vocab_size:
+                    raise ValueError(f"token ids must be in [0, {self.vocab_size}), got range "
+                                     f"[{low}, {high}]")
             h = self.tokens(inputs)
             if self.kmer is not None:
                 h = h + self.kmer(inputs, batch)
@@ -117,7 +120,8 @@ class InputEmbedding(nn.Module):
                     raise ValueError(f"batch has {batch.numel()} entries but the input has "
                                      f"{inputs.size(0)} elements")
                 pos, _ = positions_in_sequence(batch)
-                if pos.numel() and int(pos.max()) >= self.max_len:
+                # the lengths as ints, from the check positions_in_sequence made (no second sync)
+                if max(lengths_and_key(batch)[1]) > self.max_len:
                     raise ValueError(f"a sequence is longer than max_len = {self.max_len}")
                 h = h + self.positions(pos)
         return h
@@ -175,8 +179,8 @@ def pool(h: Tensor, pooling: str, batch: Optional[Tensor] = None,
     """
     if pooling == "mean":
         if batch is not None:
-            return scatter(h, batch, dim=0, dim_size=int(batch.max()) + 1 if batch.numel() else 0,
-                           reduce="mean")
+            size = len(lengths_and_key(batch)[1]) if batch.numel() else 0  # no sync for a seen batch
+            return scatter(h, batch, dim=0, dim_size=size, reduce="mean")
         if mask is not None:
             m = mask.to(h.dtype).unsqueeze(-1)  # [B, N, 1]
             return (h * m).sum(1) / m.sum(1).clamp_min(1.0)

@@ -188,8 +188,10 @@ class Paramixer(nn.Module):
         """The concatenated topology of sequences of these lengths, built on ``device`` once per distinct
         tuple of lengths (a small LRU), so its index tables are never rebuilt in forward."""
         device = torch.device(device) if device is not None else torch.device("cpu")
+        # per-sequence topologies on the CPU hold no tables; batch() builds the tables for all
+        # sequences at once (vectorised) on first use, on ``device``
         return _lru(self._batched, (tuple(lengths), device), _BATCH_CACHE_SIZE,
-                    lambda: topologies.batch([self.topology_for(n, device) for n in lengths]))
+                    lambda: topologies.batch([self.topology_for(n) for n in lengths]).to(device))
 
     # ---- forward -----------------------------------------------------------------------------------
     def forward(self, v: Tensor, x: Optional[Tensor] = None, batch: Optional[Tensor] = None,

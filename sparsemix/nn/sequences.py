@@ -1,6 +1,7 @@
 """Sequence lengths of a PyG-style ``batch`` vector, checked with one host sync."""
 from __future__ import annotations
 
+import weakref
 from typing import Optional
 
 import torch
@@ -9,12 +10,20 @@ from torch import Tensor
 from ._checks import check_tensor
 
 
+# The last batch vector measured: (weak reference to it, its version counter, the result). Every
+# layer of a forward reads the same batch vector, so only the first call syncs with the host.
+_LAST: Optional[tuple] = None
+
+
 def lengths_and_key(batch: Tensor, num_nodes: Optional[int] = None) -> tuple[Tensor, tuple[int, ...]]:
     """``(lengths [B] on batch's device, lengths as a tuple of ints)``; validates ``batch``.
 
     Every check and the sizes come back to the host in ONE ``.tolist()`` (the only sync of the
-    variable-length path; the tuple keys the cached index tables).
+    variable-length path; the tuple keys the cached index tables), and the answer is kept for the
+    same, unmodified ``batch`` tensor: the embedding, the positions and every layer of a forward
+    share that one sync.
     """
+    global _LAST
     check_tensor(batch, "batch")
     if batch.dim() != 1 or (num_nodes is not None and batch.numel() != num_nodes):
         want = "" if num_nodes is None else f" with T = {num_nodes} (the nodes of v)"
@@ -23,6 +32,25 @@ def lengths_and_key(batch: Tensor, num_nodes: Optional[int] = None) -> tuple[Ten
         raise TypeError(f"batch must be an integer tensor, got {batch.dtype}")
     if batch.numel() == 0:
         raise ValueError("batch holds no nodes (T = 0)")
+    version = _version(batch)
+    last = _LAST
+    if version is not None and last is not None and last[0]() is batch and last[1] == version:
+        return last[2]
+    result = _measure(batch)
+    if version is not None:
+        _LAST = (weakref.ref(batch), version, result)
+    return result
+
+
+def _version(batch: Tensor) -> Optional[int]:
+    """The tensor's in-place modification counter, or None where it has none (inference mode)."""
+    try:
+        return batch._version
+    except RuntimeError:  # inference tensors track no version: never reuse an answer for them
+        return None
+
+
+def _measure(batch: Tensor) -> tuple[Tensor, tuple[int, ...]]:
     batch = batch.long()
     lengths = torch.bincount(batch.clamp(min=0))  # [B]
     flags = torch.stack([(batch[1:] < batch[:-1]).any(), batch[0] < 0]).long()  # [unsorted, negative]
