@@ -54,15 +54,17 @@ class LocalConvStem(nn.Module):
             padded = F.pad(h, (0, 0, left, k - 1 - left))  # [B, N + k - 1, C]
             n = h.size(-2)
             return torch.cat([padded[..., j:j + n, :] for j in range(k)], dim=-1)
+        # the fixed-length taps of the concatenation (slices, no gathers), then the taps that fall
+        # outside the element's own sequence set to zero
+        t = h.size(0)
         pos, lengths = positions_in_sequence(batch)  # [T] position inside its sequence, [B]
-        start = torch.arange(batch.numel(), device=h.device) - pos  # [T] its sequence's first row
-        n = lengths[batch]
-        cols = []
-        for o in self.offsets():
-            inside = (pos + o >= 0) & (pos + o < n)  # [T]
-            src = torch.where(inside, start + pos + o, start)  # any valid row when outside
-            cols.append(h[src] * inside.unsqueeze(-1).to(h.dtype))
-        return torch.cat(cols, dim=-1)
+        offsets = torch.arange(-left, k - left, device=h.device)  # [k]
+        src = pos[:, None] + offsets[None, :]  # [T, k] position each tap reads
+        inside = (src >= 0) & (src < lengths[batch][:, None])  # [T, k]
+        padded = F.pad(h, (0, 0, left, k - 1 - left))  # [T + k - 1, C]
+        taps = torch.stack([padded[j:j + t] for j in range(k)], dim=1)  # [T, k, C]
+        taps = torch.where(inside[:, :, None], taps, taps.new_zeros(()))
+        return taps.reshape(t, k * h.size(-1))  # [T, k, C] -> [T, k*C]
 
     def forward(self, h: Tensor, batch: Optional[Tensor] = None) -> Tensor:
         return h + F.gelu(self.conv(self.taps(h, batch)))

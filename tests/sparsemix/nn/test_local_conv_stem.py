@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from sparsemix.nn import LocalConvStem
+from sparsemix.nn import LocalConvStem, positions_in_sequence
 
 
 @pytest.mark.parametrize("kernel_size", [1, 6, 7])
@@ -36,3 +36,20 @@ def test_never_reads_a_neighbour_and_has_the_stated_receptive_field():
 def test_bad_channels():
     with pytest.raises(ValueError):
         LocalConvStem(0)
+
+
+@pytest.mark.parametrize("kernel_size", [1, 4, 7])
+def test_vectorised_varlen_taps_equal_the_per_offset_gathers(kernel_size):
+    """The slice-and-mask taps equal the earlier form: one gather per tap, zero outside."""
+    torch.manual_seed(0)
+    stem = LocalConvStem(3, kernel_size).double()
+    lengths = [1, 6, 2, 9]
+    batch = torch.repeat_interleave(torch.arange(4), torch.tensor(lengths))
+    h = torch.randn(batch.numel(), 3, dtype=torch.float64)
+    pos, n = positions_in_sequence(batch)
+    start, n = torch.arange(batch.numel()) - pos, n[batch]
+    cols = []
+    for o in stem.offsets():
+        inside = (pos + o >= 0) & (pos + o < n)
+        cols.append(h[torch.where(inside, start + pos + o, start)] * inside.unsqueeze(-1).double())
+    assert torch.equal(stem.taps(h, batch), torch.cat(cols, dim=-1))
