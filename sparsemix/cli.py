@@ -179,6 +179,10 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                           "{weight_mlp} (per-factor: the paper's M separate MLPs; "
                                           "shared: one hidden layer for all factors, C -> h -> M*K, "
                                           "fewer multiply-adds per token)"),
+    (["--precision"], "precision", str, "the training forward's arithmetic: {precision} (bf16: "
+                                        "autocast to bfloat16, parameters and optimizer in fp32; "
+                                        "auto: bf16 where the CPU has bf16 units (AVX512-BF16, AMX) "
+                                        "or the GPU supports it, else fp32; saved resolved)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),

@@ -18,7 +18,9 @@ from ..nn import BACKENDS, MIX_INITS, WEIGHT_MLPS, MIX_MODES
 from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
 from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE,
-                     LEGACY_WEIGHT_MLP, OPTIMIZERS, SCHEDULERS, TASK_DEFAULTABLE)
+                     LEGACY_PRECISION, LEGACY_WEIGHT_MLP, OPTIMIZERS, SCHEDULERS,
+                     TASK_DEFAULTABLE)
+from .precision import PRECISIONS
 
 #: The config layout written by this version. Version 1 (no ``config_version`` key) predates the
 #: encoder model; its missing fields load as :data:`~sparsemix.train.recipe.LEGACY_DEFAULTS`, i.e.
@@ -31,7 +33,8 @@ CHOICES: dict[str, Any] = {"protocol": PROTOCOLS, "backend": BACKENDS, "pooling"
                            "model": MODELS, "block": BLOCKS, "stem": STEMS,
                            "position_init": POSITION_INITS, "mix_init": MIX_INITS, "mix_mode": MIX_MODES,
                            "weights_from": WEIGHTS_FROM, "optimizer": OPTIMIZERS,
-                           "scheduler": SCHEDULERS, "weight_mlp": WEIGHT_MLPS}
+                           "scheduler": SCHEDULERS, "weight_mlp": WEIGHT_MLPS,
+                           "precision": PRECISIONS}
 
 #: The largest ``--seed``: numpy's generators take seeds below 2**32, and every run seeds numpy too.
 MAX_SEED = 2**32 - 1
@@ -85,6 +88,7 @@ class TrainConfig:
     mix_init: str = DEFAULTS["mix_init"]
     mix_mode: str = DEFAULTS["mix_mode"]
     weight_mlp: str = DEFAULTS["weight_mlp"]
+    precision: str = DEFAULTS["precision"]  # "auto" is resolved (and saved) when a run starts
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
     positional: Optional[bool] = None  # None ("auto"): the task's default
     position_init: str = DEFAULTS["position_init"]
@@ -202,6 +206,8 @@ class TrainConfig:
             data = {**data, "mix_mode": LEGACY_MIX_MODE}
         if "weight_mlp" not in data:  # written before the option: one MLP per factor
             data = {**data, "weight_mlp": LEGACY_WEIGHT_MLP}
+        if "precision" not in data:  # written before the option: trained in fp32
+            data = {**data, "precision": LEGACY_PRECISION}
         return cls(**data)
 
     def save(self, path: "str | Path") -> None:

@@ -29,6 +29,7 @@ from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, c
 from .inference import build_model, forward, loss_sum, run_eval
 from .interrupt import StopFlag, TrainingInterrupted
 from .metrics import is_better, primary_metric, throughput
+from .precision import autocast, resolve_precision
 from .recipe import build_optimizer, build_scheduler
 from .run_folder import RunFolder
 from .seeding import seed_everything
@@ -85,6 +86,7 @@ def train(cfg: TrainConfig) -> dict:
     cfg.resolve_task_defaults()  # saved resolved: the run folder says what it built
     cfg.fasta = [_resolved(entry) for entry in cfg.fasta]  # stored absolute: evaluate from anywhere
     info = init_distributed(cfg.device)
+    cfg.precision = resolve_precision(cfg.precision, info.device)  # saved resolved, as above
     folder = RunFolder(cfg.out)
     try:
         _lock(folder, info)
@@ -240,8 +242,9 @@ def _train_step(run: _Run, indices: list[int]) -> None:
     t0 = time.perf_counter()
     b = collate(run.task.train, indices, run.task.variable_length).to(run.info.device)
     run.opt.zero_grad(set_to_none=True)
-    out = forward(run.ddp, b)
-    loss = loss_sum(out, b.y, run.task.kind)
+    with autocast(run.cfg.precision, run.info.device):  # --precision bf16: the forward only
+        out = forward(run.ddp, b)
+    loss = loss_sum(out.float(), b.y, run.task.kind)
     g = global_batch_count(len(b), run.info)
     scale_loss(loss, g, run.info).backward()
     if run.cfg.clip_grad:

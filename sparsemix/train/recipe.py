@@ -38,6 +38,7 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "mixing": True, "mix_init": "sum", "mix_mode": "sum", "position_init": "sinusoid", "weights_from": "embedding",
     "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
     "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False, "weight_mlp": "per-factor",
+    "precision": "auto",
 })
 
 #: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
@@ -57,6 +58,9 @@ LEGACY_MIX_MODE = "sum"
 
 #: A config written before ``--weight-mlp`` existed: every factor had its own MLP (the paper's).
 LEGACY_WEIGHT_MLP = "per-factor"
+
+#: A config written before ``--precision`` existed: it trained in fp32.
+LEGACY_PRECISION = "fp32"
 
 #: ``warmup-cosine`` without ``--warmup-steps``: 1/WARMUP_DIVISOR of the run, at most WARMUP_MAX_STEPS.
 WARMUP_DIVISOR, WARMUP_MAX_STEPS = 10, 100

@@ -10,7 +10,7 @@ from sparsemix.models import registry, sequence_classifier
 from sparsemix.models import _sequence_io
 from sparsemix.nn import backends, paramixer, paramixer_encoder_layer
 from sparsemix.tasks import TASK_OPTIONS, load_all
-from sparsemix.train import TrainConfig, config, recipe
+from sparsemix.train import TrainConfig, config, precision, recipe
 
 # option -> the object its owner defines (the module that checks the names when it builds)
 OWNERS = {
@@ -27,6 +27,7 @@ OWNERS = {
     "optimizer": recipe.OPTIMIZERS,
     "scheduler": recipe.SCHEDULERS,
     "weight_mlp": paramixer.WEIGHT_MLPS,
+    "precision": precision.PRECISIONS,
 }
 
 

@@ -1,5 +1,6 @@
-"""The training-speed options: --weight-mlp (how a block computes its factors' values) and their
-plumbing through TrainConfig, the CLI, the model builder and old run folders."""
+"""The training-speed options: --weight-mlp (how a block computes its factors' values) and
+--precision (the training forward's arithmetic), through TrainConfig, the CLI, the model builder,
+the loop and old run folders."""
 import json
 
 import pytest
@@ -8,6 +9,7 @@ import torch
 from sparsemix.cli import build_parser, main
 from sparsemix.tasks import build_task
 from sparsemix.train import TrainConfig
+from sparsemix.train import precision
 from sparsemix.train.inference import build_model
 
 
@@ -61,3 +63,57 @@ def test_shared_weight_mlp_trains_and_records_the_option(tmp_path):
     model = build_model(cfg, build_task("order", cfg))
     model.load_state_dict(state)
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+WITH_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile amx_bf16\n"
+
+
+def test_cpu_bf16_units_are_read_from_the_flags():
+    assert not precision.cpu_has_bf16(AVX2_ONLY)
+    assert precision.cpu_has_bf16(WITH_BF16)
+
+
+def test_auto_precision_is_fp32_without_bf16_units(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    assert precision.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    assert precision.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    assert precision.resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="^--precision must be one of auto, fp32, bf16"):
+        precision.resolve_precision("fp16", torch.device("cpu"))
+
+
+def test_a_config_from_before_precision_loads_as_fp32():
+    data = TrainConfig(task="order", out="x", precision="bf16").to_dict()
+    del data["precision"]
+    assert TrainConfig.from_dict(data).precision == "fp32"
+    assert TrainConfig(task="order", out="x").precision == "auto"
+
+
+def _train(out, *extra):
+    return main(["train", "--task", "order", "--out", str(out), "--length", "32", "--train-size",
+                 "64", "--val-size", "16", "--test-size", "16", "--epochs", "1", "--batch-size", "16",
+                 "--seed", "3", "--quiet", *extra])
+
+
+def test_bf16_trains_with_a_finite_loss_close_to_fp32(tmp_path, monkeypatch):
+    assert _train(tmp_path / "fp32", "--precision", "fp32") == 0
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)  # auto -> bf16, as on such a CPU
+    assert _train(tmp_path / "bf16", "--precision", "auto") == 0
+    saved = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert saved["precision"] == "bf16"  # recorded resolved
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["precision"] == "fp32"
+    losses = [json.loads((tmp_path / run / "metrics.jsonl").read_text().splitlines()[0])["train_loss"]
+              for run in ("fp32", "bf16")]
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses)
+    assert abs(losses[0] - losses[1]) < 0.05 * losses[0], losses
+    state = torch.load(tmp_path / "bf16" / "last.pt", weights_only=False)["model"]
+    assert all(v.dtype == torch.float32 for v in state.values() if v.is_floating_point())
+
+
+def test_bad_precision_exits_2_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "bad"
+    assert main(["train", "--task", "order", "--out", str(out), "--precision", "fp16"]) == 2
+    assert "--precision" in capsys.readouterr().err
+    assert not out.exists()
