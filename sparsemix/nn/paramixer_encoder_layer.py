@@ -160,7 +160,8 @@ class ParamixerEncoderLayer(nn.Module):
                                init="paper" if mix_init == "paper" else "stable", **mixer_kwargs)
         self.mix_norm = (nn.LayerNorm(channels) if mix_norm and mix_mode == "sum"
                          else nn.Identity())  # an average needs no rescaling
-        self.score = nn.Linear(channels, num_heads) if mix_mode == "average" else None
+        # no bias: a per-head constant cancels in the average (it would get no gradient and drift)
+        self.score = nn.Linear(channels, num_heads, bias=False) if mix_mode == "average" else None
         m, k = self.mixer.num_factors, self.mixer.num_slots
         self.wrap_gate = nn.Parameter(torch.zeros(m, k)) if wrap_gate else None  # [M, K] gamma
         offsets = topologies.get(protocol, max(2, 2 ** m), num_factors=m,
@@ -185,7 +186,6 @@ class ParamixerEncoderLayer(nn.Module):
             nn.init.zeros_(self.wrap_gate)
         if self.score is not None:  # start from a plain average: scores grow where they help
             nn.init.zeros_(self.score.weight)
-            nn.init.zeros_(self.score.bias)
         for layer in (self.ffn[0], self.ffn[2]):
             layer.reset_parameters()
 

@@ -87,6 +87,7 @@ class TrainConfig:
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_mode: str = DEFAULTS["mix_mode"]
+    wrap_gate: bool = DEFAULTS["wrap_gate"]
     weight_mlp: str = DEFAULTS["weight_mlp"]
     precision: str = DEFAULTS["precision"]  # "auto" is resolved (and saved) when a run starts
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
@@ -141,6 +142,10 @@ class TrainConfig:
             raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")
         if self.mix_gain is not None:
             _float("--mix-gain", self.mix_gain, 0.0, strict=True)
+        if not isinstance(self.wrap_gate, bool):
+            raise ValueError(f"--wrap-gate must be true or false, got {self.wrap_gate!r}")
+        if self.wrap_gate and (self.model != "paramixer" or self.block != "encoder"):
+            raise ValueError("--wrap-gate true needs --model paramixer --block encoder")
         if not isinstance(self.mixing, bool):
             raise ValueError(f"--mixing must be true or false, got {self.mixing!r}")
         if not self.mixing and (self.model != "paramixer" or self.block != "encoder"):
@@ -204,6 +209,8 @@ class TrainConfig:
             data = {**data, "mix_gain": LEGACY_MIX_GAIN}
         if "mix_mode" not in data:  # written before the option: its encoder layers summed
             data = {**data, "mix_mode": LEGACY_MIX_MODE}
+        if "wrap_gate" not in data:  # written before the option: no encoder layer had the gate
+            data = {**data, "wrap_gate": False}
         if "weight_mlp" not in data:  # written before the option: one MLP per factor
             data = {**data, "weight_mlp": LEGACY_WEIGHT_MLP}
         if "precision" not in data:  # written before the option: trained in fp32

@@ -86,7 +86,8 @@ def model_options(cfg: TrainConfig, task: "TaskData | None" = None) -> dict:
         opts.update(block=cfg.block, stem=cfg.stem, stem_kernel=cfg.stem_kernel, mixing=cfg.mixing,
                     weight_mlp=cfg.weight_mlp)
         if cfg.block == "encoder":
-            opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain, mix_mode=cfg.mix_mode)
+            opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain, mix_mode=cfg.mix_mode,
+                        wrap_gate=cfg.wrap_gate)
         elif cfg.mix_init == "paper":
             opts["init"] = "paper"
         if cfg.kmer:

@@ -126,7 +126,6 @@ def _average_layer(dtype=torch.double, **kw) -> ParamixerEncoderLayer:
     layer = ParamixerEncoderLayer(8, max_len=32, mix_mode="average", num_heads=2, **kw).to(dtype)
     with torch.no_grad():  # scores and gates away from their init, so every term is exercised
         layer.score.weight.normal_()
-        layer.score.bias.normal_()
         if layer.wrap_gate is not None:
             layer.wrap_gate.uniform_(-0.5, 1.0)
     return layer.eval()

@@ -175,3 +175,20 @@ def test_cli_mix_mode_and_heads_reach_the_encoder_layers(tmp_path):
                for b in model.blocks)
     with pytest.raises(ValueError, match="^--mix-mode must be one of sum, average"):
         TrainConfig(task="order", out="x", mix_mode="mean").validate()
+
+
+def test_wrap_gate_option_reaches_the_layers_and_old_configs_load_without_it(tmp_path):
+    from sparsemix.cli import build_parser
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    assert build_parser().parse_args(["train", "--task", "order", "--out", "x",
+                                      "--wrap-gate", "true"]).wrap_gate is True
+    cfg = TrainConfig(task="order", out=str(tmp_path / "w"), length=16, train_size=8, val_size=8,
+                      test_size=8, wrap_gate=True)
+    assert all(b.wrap_gate is not None for b in build_model(cfg, build_task("order", cfg)).blocks)
+    data = cfg.to_dict()
+    del data["wrap_gate"]
+    assert TrainConfig.from_dict(data).wrap_gate is False
+    with pytest.raises(ValueError, match="^--wrap-gate true needs --model paramixer --block encoder"):
+        TrainConfig(task="order", out="x", wrap_gate=True, block="paper").validate()
