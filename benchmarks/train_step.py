@@ -9,9 +9,10 @@ drawn uniformly in [N/2, N] until the tokens are reached, so a cache keyed by th
 Each cell: ``--warmup`` steps, then the median of ``--steps`` steps, wall time and process CPU time,
 with /proc/loadavg read before and after (the machine may be shared: the figures say so).
 
-For the Paramixer cells a breakdown: the step's own phases (data building, forward, backward,
-clipping + optimizer) timed inside the step, and the forward + backward split into components, each
-timed in isolation on the same shapes (embedding / stem / positions; the weight MLPs; the index
+For the Paramixer cells a breakdown in process CPU seconds (steadier than wall time on a shared
+machine): the step's own phases (data building, forward, backward, clipping + optimizer) timed
+inside the step, and the forward + backward split into components, each timed in isolation on the
+same shapes (embedding / stem / positions; the weight MLPs; the index
 tables; the mixing = value MLP g + factor products; norms + FFN; pooling + head + loss); what the
 isolated components do not account for is reported as "Python overhead / rest".
 
@@ -108,21 +109,23 @@ def build(model_name: str, n: int, options: dict) -> tuple[nn.Module, torch.opti
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, items: list, varlen: bool,
                clip: Optional[float], timer: Optional[dict] = None,
                autocast: Optional[torch.dtype] = None) -> None:
-    """The trainer's step (``sparsemix.train.loop._train_step``), phases timed into ``timer``."""
-    t0 = time.perf_counter()
+    """The trainer's step (``sparsemix.train.loop._train_step``), phases timed into ``timer`` (process
+    CPU seconds: on a shared machine waiting for a core does not count)."""
+    clock = time.process_time
+    t0 = clock()
     b = collate(items, range(len(items)), varlen)
-    t1 = time.perf_counter()
+    t1 = clock()
     opt.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
         out = forward(model, b)
     loss = loss_sum(out.float(), b.y, "classification")
-    t2 = time.perf_counter()
+    t2 = clock()
     (loss / len(b)).backward()
-    t3 = time.perf_counter()
+    t3 = clock()
     if clip:
         nn.utils.clip_grad_norm_(model.parameters(), clip)
     opt.step()
-    t4 = time.perf_counter()
+    t4 = clock()
     if timer is not None:
         for key, dt in (("data", t1 - t0), ("forward", t2 - t1), ("backward", t3 - t2),
                         ("optimizer", t4 - t3)):
@@ -178,22 +181,22 @@ def time_cell(model_name: str, n: int, tokens: int, varlen: bool, args, options:
 
 # ---- breakdown -------------------------------------------------------------------------------------
 def _fwd_bwd(fn: Callable[[], Any], reps: int) -> float:
-    """Median wall seconds of ``fn()`` (forward) plus the backward of its outputs with random grads."""
+    """Median CPU seconds of ``fn()`` (forward) plus the backward of its outputs with random grads."""
     times = []
     for r in range(reps + 1):  # the first is a warm-up
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         out = fn()
         outs = [o for o in (out if isinstance(out, (list, tuple)) else [out])
                 if torch.is_tensor(o) and o.requires_grad]
         if outs:
             torch.autograd.backward(outs, [torch.randn_like(o) for o in outs])
         if r:
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
     return statistics.median(times)
 
 
 def breakdown(model: nn.Module, opt, items: list, varlen: bool, clip, cell: dict, args) -> dict:
-    """Seconds per component of one step (fwd + bwd each, timed alone on the step's shapes)."""
+    """CPU seconds per component of one step (fwd + bwd each, timed alone on the step's shapes)."""
     reps = args.breakdown_reps
     b = collate(items, range(len(items)), varlen)
     out: dict[str, float] = {}
@@ -215,11 +218,11 @@ def breakdown(model: nn.Module, opt, items: list, varlen: bool, clip, cell: dict
         with torch.no_grad():
             u = layer.norm1(hr) if hasattr(layer, "norm1") else hr
         ur = u.detach().requires_grad_()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for f in fresh:
             fb = f.batch
             mixer.topology_of(u if fb is None else u.new_empty(fb.numel(), u.size(-1)), fb)
-        parts["index tables"] += (time.perf_counter() - t0) / reps
+        parts["index tables"] += (time.process_time() - t0) / reps
         topo = mixer.topology_of(u, batch)
         parts["weight MLPs"] += _fwd_bwd(lambda: mixer.factor_weights(ur), reps)
         with torch.no_grad():
@@ -271,31 +274,38 @@ def markdown(result: dict) -> str:
              f"~{result['tokens']} tokens a step; median of {result['steps']} steps after "
              f"{result['warmup']} warm-up step(s); forward, backward, clip, AdamW and the batch's "
              "collation, as `sparsemix train` runs them.", "",
-             "| model | N | mode | seqs | tokens/step | step s | CPU s | tokens/s | vs Transformer "
-             "| load before / after | note |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|"]
-    base = {(c["length"], c["mode"]): c["tokens_per_s"] for c in result["cells"]
-            if c["model"] == "transformer"}
+             "tokens/CPU-s divides by the process's CPU time instead of wall time: on a loaded "
+             "machine it is the steadier figure (a process that waits for a core loses wall time, "
+             "not CPU time). Ratios are Paramixer / Transformer at the same N and mode.", "",
+             "| model | N | mode | seqs | tokens/step | step s | CPU s | tokens/s | tokens/CPU-s "
+             "| vs Transformer (wall / CPU) | load before / after | note |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    base = {(c["length"], c["mode"]): c for c in result["cells"] if c["model"] == "transformer"}
     for c in result["cells"]:
-        ratio = base.get((c["length"], c["mode"]))
-        ratio_s = f"{c['tokens_per_s'] / ratio:.2f}" if ratio and c["model"] != "transformer" else ""
+        t = base.get((c["length"], c["mode"]))
+        per_cpu = c["tokens_per_step"] / max(c["cpu_s"], 1e-9)
+        ratio_s = ""
+        if t is not None and c["model"] != "transformer":
+            ratio_s = (f"{c['tokens_per_s'] / t['tokens_per_s']:.2f} / "
+                       f"{per_cpu / (t['tokens_per_step'] / max(t['cpu_s'], 1e-9)):.2f}")
         lb, la = c["loadavg_before"], c["loadavg_after"]
         lines.append(f"| {variant_name(c)} | {c['length']} | {c['mode']} | {c['sequences']:.0f} | "
                      f"{c['tokens_per_step']:.0f} | {c['step_s']:.3f} | {c['cpu_s']:.3f} | "
-                     f"{c['tokens_per_s'] / 1e3:.1f}k | {ratio_s} | {lb[0] if lb else '?'} / "
-                     f"{la[0] if la else '?'} | {c.get('sdpa_kernel', '')} |")
+                     f"{c['tokens_per_s'] / 1e3:.1f}k | {per_cpu / 1e3:.1f}k | {ratio_s} | "
+                     f"{lb[0] if lb else '?'} / {la[0] if la else '?'} | {c.get('sdpa_kernel', '')} |")
     cells = [c for c in result["cells"] if "breakdown_s" in c]
     if cells:
-        lines += ["", "## Where a Paramixer step goes (seconds; fwd + bwd per component, each timed "
-                  "alone on the step's shapes; the rest is what they do not account for)", "",
+        lines += ["", "## Where a Paramixer step goes (CPU seconds and % of the step's CPU time; fwd + "
+                  "bwd per component, each timed alone on the step's shapes; the rest is what they "
+                  "do not account for)", "",
                   "| component | " + " | ".join(f"{variant_name(c)} N={c['length']} {c['mode']}"
                                                 for c in cells) + " |",
                   "|---|" + "---:|" * len(cells)]
         for comp in COMPONENTS:
             lines.append(f"| {comp} | " + " | ".join(
-                f"{c['breakdown_s'][comp]:.3f} ({100 * c['breakdown_s'][comp] / c['step_s']:.0f} %)"
+                f"{c['breakdown_s'][comp]:.3f} ({100 * c['breakdown_s'][comp] / c['cpu_s']:.0f} %)"
                 for c in cells) + " |")
-        lines.append("| step (measured) | " + " | ".join(f"{c['step_s']:.3f}" for c in cells) + " |")
+        lines.append("| step (CPU s, measured) | " + " | ".join(f"{c['cpu_s']:.3f}" for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -314,7 +324,7 @@ def plot(result: dict, path: Path) -> None:
         widths = [max(0.0, 1e3 * c["breakdown_s"][comp] / c["tokens_per_step"] * 1e3) for c in cells]
         ax.barh(labels, widths, left=left, color=colors(k), label=comp)
         left = [a + w for a, w in zip(left, widths)]
-    ax.set_xlabel("ms per 1000 tokens (one training step, fwd + bwd + optimizer)")
+    ax.set_xlabel("CPU ms per 1000 tokens (one training step, fwd + bwd + optimizer)")
     ax.invert_yaxis()
     ax.legend(fontsize=7, loc="lower right")
     m = result["machine"]

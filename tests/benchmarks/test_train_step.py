@@ -11,10 +11,12 @@ import train_step  # noqa: E402
 
 def test_tiny_run_writes_json_markdown_and_breakdown(tmp_path):
     result = train_step.main(["--out", str(tmp_path), "--lengths", "32", "--tokens", "128",
-                              "--steps", "1", "--warmup", "1", "--breakdown-reps", "1"])
+                              "--steps", "1", "--warmup", "1", "--breakdown-reps", "1",
+                              "--weight-mlp", "per-factor,shared"])
     cells = result["cells"]
-    assert {(c["model"], c["mode"]) for c in cells} == {
-        (m, mode) for m in ("paramixer", "transformer") for mode in ("fixed", "varlen")}
+    assert {(c["model"], c["options"].get("weight_mlp"), c["mode"]) for c in cells} == {
+        (m, w, mode) for m, w in (("paramixer", "per-factor"), ("paramixer", "shared"),
+                                  ("transformer", None)) for mode in ("fixed", "varlen")}
     for c in cells:
         assert c["step_s"] > 0 and c["tokens_per_s"] > 0 and c["cpu_s"] >= 0
         assert c["tokens_per_step"] >= 128
@@ -29,6 +31,7 @@ def test_tiny_run_writes_json_markdown_and_breakdown(tmp_path):
     assert saved["machine"]["threads"] == 1 and saved["machine"]["loadavg_start"] is not None
     md = (tmp_path / "train_step.md").read_text()
     assert "| transformer | 32 | fixed |" in md and "weight MLPs" in md
+    assert "| paramixer (weight_mlp=shared) | 32 | varlen |" in md
     assert (tmp_path / "train_step.png").stat().st_size > 0
 
 

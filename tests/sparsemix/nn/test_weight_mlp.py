@@ -134,3 +134,14 @@ def test_encoder_model_with_shared_weight_mlp_trains_a_step():
 def test_bad_weight_mlp_is_named():
     with pytest.raises(ValueError, match="weight_mlp must be one of"):
         Paramixer(4, max_len=8, weight_mlp="low-rank")
+
+
+def test_shared_with_checkpointed_weights_has_the_same_gradients():
+    v = torch.randn(2, 32, 3, dtype=torch.float64)
+    got = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        block = Paramixer(3, max_len=32, hidden_channels=4, weight_mlp="shared",
+                          checkpoint_weights=ckpt).double()
+        got.append(outputs_and_grads(lambda v, x: block(v, x=x), block, v, v))
+    assert rel_err(got[1], got[0]) <= 1e-12
