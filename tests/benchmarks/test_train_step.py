@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import threads  # noqa: E402
 import train_step  # noqa: E402
 
 
@@ -48,3 +49,9 @@ def test_bad_option_exits_2(tmp_path):
         train_step.main(["--out", str(tmp_path), "--lengths", "abc"])
     assert err.value.code == 2
     assert not (tmp_path / "train_step.json").exists()
+
+
+def test_threads_benchmark_times_single_operations():
+    rows = threads.ops(1)
+    assert [r["op"].split(",")[0] for r in rows] == ["x @ W", "GELU", "add"]
+    assert all(r["wall_ms"] > 0 and r["cpu_ms"] >= 0 for r in rows)
