@@ -82,14 +82,18 @@ def kmer_ids(tokens: list[int], k: int, base_ids: "list[int] | tuple[int, ...]")
 def encoder_average(layer, u: Tensor) -> Tensor:
     """``ParamixerEncoderLayer(mix_mode="average")``'s mixing for ONE normalised input u [N, C],
     densely: A = prod (I + softplus(W) * gate), then per head h
-    ``(A (e_h * g_h(u))) / (A e_h)`` with ``e_h = exp(score_h(u))`` (no shift, no floor)."""
+    ``(A (e_h * g_h(u))) / (A e_h)`` with ``e_h = exp(score_h(u))`` (times ln N with
+    ``score_scale="log-length"``; no shift, no floor)."""
     mixer = layer.mixer
     gates = layer.gates(u)
     weights = [torch.nn.functional.softplus(f.mlp(u)) for f in mixer.factors]
     if gates is not None:
         weights = [w * g for w, g in zip(weights, gates)]
     A = mixing_matrix(mixer, u, weights=weights)  # [N, N]
-    e = torch.exp(layer.score(u))  # [N, H]
+    s = layer.score(u)  # [N, H]
+    if layer.score_scale == "log-length":
+        s = s * torch.log(torch.tensor(float(max(2, u.size(0))), dtype=u.dtype))
+    e = torch.exp(s)
     heads = [(A @ (e[:, h, None] * g)) / (A @ e[:, h, None])
              for h, g in enumerate(mixer.value(u).chunk(layer.num_heads, dim=-1))]
     return torch.cat(heads, dim=-1)

@@ -17,6 +17,8 @@ from .sequences import positions_in_sequence
 from .paramixer import Paramixer
 
 MIX_INITS = ("sum", "stable", "paper")
+#: ``score_scale=`` of ``mix_mode="average"``: scores as they are, or times ln(n) of their sequence.
+SCORE_SCALES = ("none", "log-length")
 #: ``mix_mode=``: "sum" (the product applied to g(U), then LN_mix) or "average" (a normalised,
 #: attention-like weighted average through the product; see the class docstring).
 MIX_MODES = ("sum", "average")
@@ -116,6 +118,12 @@ class ParamixerEncoderLayer(nn.Module):
             ``mix_mode="average"``, so values stay positive). ``False``: the circular factors
             as they are. (default: ``False``)
         mix_mode (str, optional): ``"sum"`` or ``"average"`` (see above). (default: ``"sum"``)
+        score_scale (str, optional): ``"log-length"`` multiplies every score by :math:`\ln n` of
+            its sequence, so a score gap :math:`\Delta` weighs an element against another by
+            :math:`n^{\Delta}`: the share of :math:`n` unwanted elements, :math:`n^{1 - \Delta}`,
+            then *shrinks* with :math:`n` once :math:`\Delta > 1` (what lets a model trained on
+            short sequences pick out the same few elements among many more). ``"none"``: the
+            scores as they are. (default: ``"none"``)
         num_heads (int, optional): Score heads :math:`H` of ``mix_mode="average"`` (:math:`C/H`
             channels each, one routing :math:`\mathbf{A}` for all). (default: ``1``)
         mixing (bool, optional): ``False`` replaces the mixing by the identity (the branch is then
@@ -134,7 +142,8 @@ class ParamixerEncoderLayer(nn.Module):
                  hidden_channels: Optional[int] = None, ffn_channels: Optional[int] = None,
                  dropout: float = 0.0, mix_norm: bool = True, mix_init: str = "sum",
                  wrap_gate: bool = False, mix_gain: float = 0.3, mixing: bool = True,
-                 mix_mode: str = "sum", num_heads: int = 1, **mixer_kwargs) -> None:
+                 mix_mode: str = "sum", num_heads: int = 1, score_scale: str = "none",
+                 **mixer_kwargs) -> None:
         super().__init__()
         check_channels(channels, "channels")
         check_channels(ffn_channels, "ffn_channels", optional=True)
@@ -147,13 +156,15 @@ class ParamixerEncoderLayer(nn.Module):
             raise ValueError(f"mix_init must be one of {MIX_INITS}, got {mix_init!r}")
         if mix_mode not in MIX_MODES:
             raise ValueError(f"mix_mode must be one of {MIX_MODES}, got {mix_mode!r}")
+        if score_scale not in SCORE_SCALES:
+            raise ValueError(f"score_scale must be one of {SCORE_SCALES}, got {score_scale!r}")
         check_channels(num_heads, "num_heads")
         if channels % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide channels ({channels})")
         self.channels = channels
         self.ffn_channels = ffn_channels or 2 * channels
         self.mixing, self.mix_init, self.mix_gain = mixing, mix_init, mix_gain
-        self.mix_mode, self.num_heads = mix_mode, num_heads
+        self.mix_mode, self.num_heads, self.score_scale = mix_mode, num_heads, score_scale
         self.norm1 = nn.LayerNorm(channels)
         self.mixer = Paramixer(channels, protocol=protocol, max_len=max_len,
                                hidden_channels=hidden_channels,
@@ -251,6 +262,8 @@ class ParamixerEncoderLayer(nn.Module):
         if gates is not None:
             weights = [w * g for w, g in zip(weights, gates)]
         s = self.score(u)  # [*, N, H]
+        if self.score_scale == "log-length":
+            s = s * self._log_length(u, batch)
         if batch is None:
             top = s.detach().amax(dim=-2, keepdim=True)  # [*, 1, H]: per sequence and head
         else:
@@ -263,7 +276,16 @@ class ParamixerEncoderLayer(nn.Module):
         out = num.unflatten(-1, (heads, -1)) / den.unsqueeze(-1)  # [*, N, H, C/H]
         return mixer.dropout(out.flatten(-2)), weights
 
+    @staticmethod
+    def _log_length(u: Tensor, batch: Optional[Tensor]) -> Tensor:
+        """ln n of every element's sequence: a number, or [T, 1] with ``batch``."""
+        if batch is None:
+            return torch.tensor(math.log(max(2, u.size(-2))), dtype=u.dtype, device=u.device)
+        _, lengths = positions_in_sequence(batch)  # [B]
+        return lengths[batch].clamp(min=2).to(u.dtype).log().unsqueeze(-1)  # [T, 1]
+
     def extra_repr(self) -> str:
         return (f"{self.channels}, ffn_channels={self.ffn_channels}, mix_init={self.mix_init!r}, "
                 f"wrap_gate={self.wrap_gate is not None}, mixing={self.mixing}, "
-                f"mix_mode={self.mix_mode!r}, num_heads={self.num_heads}")
+                f"mix_mode={self.mix_mode!r}, num_heads={self.num_heads}, "
+                f"score_scale={self.score_scale!r}")

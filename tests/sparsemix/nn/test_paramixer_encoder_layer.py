@@ -137,9 +137,11 @@ def _average_branch(layer, h):
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.double, 1e-10), (torch.float, 2e-5)])
-@pytest.mark.parametrize("wrap_gate", [False, True])
-def test_average_matches_the_dense_reference_forward_and_backward(dtype, tol, wrap_gate):
-    layer = _average_layer(dtype, wrap_gate=wrap_gate)
+@pytest.mark.parametrize("wrap_gate,score_scale", [(False, "none"), (True, "none"),
+                                                   (True, "log-length")])
+def test_average_matches_the_dense_reference_forward_and_backward(dtype, tol, wrap_gate,
+                                                                   score_scale):
+    layer = _average_layer(dtype, wrap_gate=wrap_gate, score_scale=score_scale)
     h = torch.randn(27, 8, dtype=dtype)
     fast_in, ref_in = h.clone().requires_grad_(), h.clone().requires_grad_()
     fast = _average_branch(layer, fast_in)
@@ -180,7 +182,8 @@ def test_average_is_exact_for_scores_far_apart():
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"}])
+@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"},
+                                {"score_scale": "log-length"}])
 def test_average_sequence_alone_equals_it_in_a_batch(kw):
     layer = _average_layer(**kw)
     lengths = [5, 32, 1, 13]
@@ -195,5 +198,27 @@ def test_average_sequence_alone_equals_it_in_a_batch(kw):
 def test_average_bad_options():
     with pytest.raises(ValueError, match="mix_mode must be one of"):
         ParamixerEncoderLayer(8, max_len=16, mix_mode="mean")
+    with pytest.raises(ValueError, match="score_scale must be one of"):
+        ParamixerEncoderLayer(8, max_len=16, mix_mode="average", score_scale="log")
     with pytest.raises(ValueError, match="num_heads .3. must divide channels .8."):
         ParamixerEncoderLayer(8, max_len=16, mix_mode="average", num_heads=3)
+
+
+def test_log_length_scores_weigh_by_a_power_of_n():
+    """With score_scale="log-length" and A = all ones, an element scoring 1 above the rest gets
+    n times the weight of each of them, at every n."""
+    layer = _average_layer(score_scale="log-length")
+    layer._sum_init(noise=0.0)
+    for f in layer.mixer.factors:
+        with torch.no_grad():
+            f.weight_layers[1].bias[f.weight_layers[1].bias < 0] = -80.0
+    with torch.no_grad():
+        layer.score.weight.zero_()
+        layer.score.weight[:, 0] = 1.0  # score = channel 0 of u, both heads
+    for n in (8, 32):
+        u = torch.zeros(n, 8, dtype=torch.double)
+        u[3, 0] = 1.0  # element 3 scores 1, the others 0
+        out, _ = layer._average(u, None)
+        g = layer.mixer.value(u)
+        want = (n * g[3] + g.sum(0) - g[3]) / (n + n - 1)  # weights n : 1 : ... : 1
+        torch.testing.assert_close(out[0], want, rtol=1e-10, atol=1e-10)
