@@ -49,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sparsemix.models import build_model  # noqa: E402
-from sparsemix.tasks.synthetic import ADDING_TOLERANCE, adding, temporal_order  # noqa: E402
+from sparsemix.tasks.synthetic import (ADDING_TOLERANCE, adding, adding_varlen,  # noqa: E402
+                                       temporal_order, temporal_order_varlen)
 from sparsemix.train.config import TASK_DEFAULTABLE, TrainConfig  # noqa: E402
 from sparsemix.train.recipe import lr_factor  # noqa: E402
 
@@ -57,20 +58,35 @@ TASKS = ("order", "adding")
 # name -> (registry model, options). Widths are shared: channels come from --channels.
 MODELS: dict[str, tuple[str, dict]] = {
     "paramixer-paper": ("paramixer", {"block": "paper", "num_layers": 1}),
-    "paramixer-encoder": ("paramixer", {"block": "encoder", "num_layers": 2,
+    "paramixer-encoder": ("paramixer", {"block": "encoder", "num_layers": 2, "mix_mode": "sum",
                                         "position_init": "sinusoid", "mix_init": "sum"}),
+    "paramixer-average": ("paramixer", {"block": "encoder", "num_layers": 2, "mix_mode": "average",
+                                        "num_heads": 4, "position_init": "sinusoid",
+                                        "mix_init": "sum"}),
     "transformer": ("transformer", {"num_layers": 2, "num_heads": 1, "position_init": "sinusoid"}),
     "cdil-cnn": ("cdil-cnn", {"positional": False}),  # convolutions see relative order themselves
 }
 
 
-def task_options(task: str) -> dict:
+def task_options(task: str, model: str = "paramixer", block: str = "encoder") -> dict:
     """The model options ``sparsemix train`` uses for ``task`` when left at auto (learned positions
     for Order; none for Adding, a sum over a set, as in the paper's Adding setup, and a smaller
-    initial mixing gain): given to every model, under its own options in :data:`MODELS`."""
-    cfg = TrainConfig(task=task).resolve_task_defaults()  # the one place "auto" is resolved
+    initial mixing gain; the wrap gate for Order): given to every model, under its own options in
+    :data:`MODELS`."""
+    cfg = TrainConfig(task=task, model=model, block=block).resolve_task_defaults()  # the one place
     return {name: getattr(cfg, name) for name in TASK_DEFAULTABLE}
 
+
+#: Trained short, tested long (``--generalise``): the models and the options on top of
+#: :data:`MODELS`' for each task. Nothing in these models is tied to N but the number of factors,
+#: which the test length sets: the Paramixer reads no positions (Order gets its direction from the
+#: wrap gate, closed at the start: the product is then a suffix sum, "what comes after me"); the
+#: Transformer needs positions for Order (learned, sinusoid-initialised up to the longest test).
+GENERALISE: dict[str, dict[str, dict]] = {
+    "paramixer-average": {"order": {"positional": False, "wrap_gate": True},
+                          "adding": {"positional": False}},
+    "transformer": {"order": {"positional": True}, "adding": {"positional": False}},
+}
 
 SOLVED_ERROR_PCT = 1.0  # Order: accuracy >= 99 %; Adding: <= 1 % of |y_hat - y| >= 0.04
 CHANCE_PCT = {"order": 75.0, "adding": None}
@@ -107,6 +123,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="runs at a time, one process each; the caps are on each run's own CPU "
                         "time, so the results do not depend on it (default: 2, or 1 on 1 core)")
+    p.add_argument("--generalise", action="store_true",
+                   help="instead of the step-budget runs: train on variable-length batches of "
+                        "length <= 2^--train-max only and test at --test-lengths (fixed length)")
+    p.add_argument("--train-max", type=int, default=9,
+                   help="--generalise: log2 of the longest training sequence (default: 9)")
+    p.add_argument("--test-lengths", type=int, nargs="+", default=[9, 12, 14],
+                   help="--generalise: log2 of the test lengths (default: 9 12 14)")
+    p.add_argument("--test-size", type=int, default=64,
+                   help="--generalise: test sequences per length (default: 64)")
     p.add_argument("--quick", action="store_true",
                    help="a few minutes: N = 2^7, 2^8, at most 150 steps, CPU cap 10 s at 2^7")
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "learning"))
@@ -117,11 +142,54 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.quick:
         args.lengths, args.max_steps, args.budget_s = [7, 8], 150, 10.0
         args.budgets = [50, 100, 150]
-    if any(k < 2 for k in args.lengths):
+    if args.generalise:
+        args.models = [m for m in args.models if m in GENERALISE] or list(GENERALISE)
+        args.lengths = [args.train_max]
+    if any(k < 2 for k in args.lengths + args.test_lengths + [args.train_max]):
         p.error("--lengths are exponents >= 2")
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
     return args
+
+
+def varlen_batch(task: str, size: int, max_len: int, seed: int):
+    """A training batch of ``sparsemix train --task {task}-varlen --length max_len``'s lengths
+    (LogNormal around max_len / 8, in [32, max_len]): concatenated inputs, batch vector, targets."""
+    gen = temporal_order_varlen if task == "order" else adding_varlen
+    seqs, y = gen(size, max(1, max_len // 8), min(32, max_len), max_len, seed=seed)
+    lengths = torch.tensor([len(q) for q in seqs])
+    return torch.cat(seqs), torch.repeat_interleave(torch.arange(size), lengths), y
+
+
+def run_generalise(args, task: str, name: str) -> dict:
+    """Train ``name`` on variable-length batches no longer than 2^train_max for ``max_steps``
+    steps (no early stop: every model the same steps), then test at each of ``test_lengths``."""
+    dev = torch.device(args.device)
+    torch.manual_seed(args.seed)
+    longest, train_max = 2 ** max(args.test_lengths), 2 ** args.train_max
+    model = build(name, task, longest, args.channels, "mean", GENERALISE[name][task]).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, args.max_steps, min(args.warmup_steps, args.max_steps // 2)))
+    t0, c0 = time.perf_counter(), cpu_s()
+    for step in range(args.max_steps):
+        x, batch, y = varlen_batch(task, args.batch_size, train_max, seed=args.seed + step)
+        loss = loss_fn(task, model(x.to(dev), batch.to(dev)), y.to(dev))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+    train_s, train_cpu_s = time.perf_counter() - t0, cpu_s() - c0
+    errors = {}
+    for k in args.test_lengths:
+        x, y = make_data(task)(args.test_size, 2 ** k, seed=args.seed + 10_000_019)
+        errors[str(k)] = error_pct(task, model, x.to(dev), y.to(dev), max(1, 2 ** 13 // 2 ** k))
+    return {"kind": "generalise", "task": task, "model": name, "steps": args.max_steps,
+            "train_max": train_max, "errors": errors, "options": GENERALISE[name][task],
+            "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
+            "wall_s": round(time.perf_counter() - t0, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
+            "parameters": sum(p.numel() for p in model.parameters())}
 
 
 def run_budget_s(args, k: int) -> float:
@@ -132,12 +200,15 @@ def make_data(task: str) -> Callable[[int, int, int], tuple[torch.Tensor, torch.
     return temporal_order if task == "order" else adding
 
 
-def build(name: str, task: str, n: int, channels: int, pooling: str) -> torch.nn.Module:
+def build(name: str, task: str, n: int, channels: int, pooling: str,
+          extra: dict | None = None) -> torch.nn.Module:
     model, opts = MODELS[name]
+    opts = {**opts, **(extra or {})}
     io = ({"vocab_size": 6, "num_classes": 4} if task == "order"
           else {"input_dim": 2, "num_classes": 1})
+    auto = task_options(task, model, opts.get("block", "encoder"))
     return build_model(model, max_len=n, channels=channels, pooling=pooling,
-                       **{"num_layers": 1, **task_options(task), **opts}, **io)
+                       **{"num_layers": 1, **auto, **opts}, **io)
 
 
 def loss_fn(task: str, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -282,7 +353,7 @@ def plot(rows: list[dict], args, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = dict(zip(MODELS, ["tab:gray", "tab:blue", "tab:orange", "tab:green"]))
+    colors = dict(zip(MODELS, ["tab:gray", "tab:cyan", "tab:blue", "tab:orange", "tab:green"]))
     fig, axes = plt.subplots(len(args.tasks), len(args.lengths), squeeze=False,
                              figsize=(3.2 * len(args.lengths), 2.8 * len(args.tasks)))
     for i, task in enumerate(args.tasks):
@@ -334,7 +405,60 @@ def plot(rows: list[dict], args, out: Path) -> None:
     plt.close(fig)
 
 
+def generalise_markdown(rows: list[dict], args, meta: dict) -> str:
+    tests = [f"2^{k}" for k in args.test_lengths]
+    lines = ["# Trained short, tested long", "",
+             f"Command: `{meta['command']}`  ", f"Machine: {meta['machine']}  ",
+             f"Load average (1, 5, 15 min) at start {meta['load_start']}, at end "
+             f"{meta.get('load_end', '–')}; wall {meta.get('wall_s', 0) / 60:.1f} min.  ",
+             f"Every model: {args.max_steps} steps of batch {args.batch_size} on variable-length "
+             f"batches (no padding for the Paramixer) of lengths <= 2^{args.train_max} (LogNormal "
+             f"around 2^{args.train_max}/8, as `sparsemix train --task order-varlen`), the same "
+             f"batches for every model, AdamW lr {args.lr:g} (warm-up {args.warmup_steps}, cosine "
+             f"to 0), C = {args.channels}, mean pooling; then test error % on {args.test_size} "
+             f"fixed-length sequences at each N (solved: <= {SOLVED_ERROR_PCT:g} %).", "",
+             "| task | model | options | " + " | ".join(f"N = {t}" for t in tests)
+             + " | train (CPU s) |", "|---" * (len(tests) + 4) + "|"]
+    for r in rows:
+        cells = [f"**{e:.1f}**" if e <= SOLVED_ERROR_PCT else f"{e:.1f}"
+                 for e in (r["errors"][str(k)] for k in args.test_lengths)]
+        opts = ", ".join(f"{k}={v}" for k, v in r["options"].items())
+        lines.append(f"| {r['task']} | {r['model']} | {opts} | " + " | ".join(cells)
+                     + f" | {r['train_s']:.0f} ({r['train_cpu_s']:.0f}) |")
+    return "\n".join(lines + ["", "**bold**: solved at that length."]) + "\n"
+
+
+def generalise_plot(rows: list[dict], args, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(args.tasks), squeeze=False, figsize=(4.5 * len(args.tasks), 3.4))
+    for ax, task in zip(axes[0], args.tasks):
+        for r in (r for r in rows if r["task"] == task):
+            ax.plot(args.test_lengths, [max(r["errors"][str(k)], 0.05) for k in args.test_lengths],
+                    marker="o", label=r["model"])
+        ax.axhline(SOLVED_ERROR_PCT, color="k", ls=":", lw=0.8)
+        ax.axvline(args.train_max, color="gray", ls="--", lw=0.8)
+        ax.set_yscale("log")
+        ax.set_xlabel("log2 N (test); dashed: longest training length")
+        ax.set_ylabel("test error %")
+        ax.set_title(task)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "generalise.png", dpi=110)
+    plt.close(fig)
+
+
 def write(rows, args, meta, out: Path) -> None:
+    if getattr(args, "generalise", False):
+        (out / "generalise.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+        (out / "generalise.md").write_text(generalise_markdown(rows, args, meta))
+        generalise_plot(rows, args, out)
+        return
     (out / "learning.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     (out / "learning.md").write_text(markdown(rows, args, meta))
     plot(rows, args, out)
@@ -354,9 +478,20 @@ def _children_cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _summary(row: dict) -> str:
+    if row.get("kind") == "generalise":
+        errors = ", ".join(f"2^{k}: {e:.1f} %" for k, e in row["errors"].items())
+        return (f"{row['task']:6s} {row['model']:18s} trained <= {row['train_max']}, test error "
+                f"{errors}  [{row['wall_s']} s wall, load {row['load_avg_1m']}]")
+    return (f"{row['task']:6s} N=2^{row['log2_length']:<2d} {row['model']:18s} "
+            + (f"solved at step {row['solved_step']} ({row['solved_s']} s)" if row["solved_step"]
+               else f"not solved: {row['steps']} steps, error {row['final_error_pct']:.1f} %")
+            + f"  [{row['wall_s']} s wall, {row['cpu_s']} s CPU, load {row['load_avg_1m']}]")
+
+
 def _run_planned(args, item) -> dict:
     task, k, name = item
-    return run_one(args, task, k, name)
+    return run_generalise(args, task, name) if args.generalise else run_one(args, task, k, name)
 
 
 @contextlib.contextmanager
@@ -383,7 +518,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.render_only:
-        saved = json.loads((out / "learning.json").read_text())
+        saved = json.loads((out / ("generalise.json" if args.generalise else "learning.json"))
+                           .read_text())
         meta, rows = saved["meta"], saved["rows"]
         args = argparse.Namespace(**{**meta["args"], "render_only": True})
         write(rows, args, meta, out)
@@ -406,11 +542,7 @@ def main(argv=None) -> int:
     with _runner(args) as submit:
         for i, row in submit([plan[i] for i in order], order):
             done[i] = row
-            msg = (f"{row['task']:6s} N=2^{row['log2_length']:<2d} {row['model']:18s} "
-                   + (f"solved at step {row['solved_step']} ({row['solved_s']} s)"
-                      if row["solved_step"] else
-                      f"not solved: {row['steps']} steps, error {row['final_error_pct']:.1f} %")
-                   + f"  [{row['wall_s']} s wall, {row['cpu_s']} s CPU, load {row['load_avg_1m']}]")
+            msg = _summary(row)
             if bar is not None:
                 bar.update(1)
                 bar.write(msg)
@@ -422,8 +554,9 @@ def main(argv=None) -> int:
             write([done[j] for j in sorted(done)], args, meta, out)
     if bar is not None:
         bar.close()
-    print(f"wrote {out}/learning.json, learning.md, learning-curves.png, learning-steps.png "
-          f"({meta['wall_s'] / 60:.1f} min)")
+    files = ("generalise.json, generalise.md, generalise.png" if args.generalise else
+             "learning.json, learning.md, learning-curves.png, learning-steps.png")
+    print(f"wrote {out}/{{{files}}} ({meta['wall_s'] / 60:.1f} min)")
     return 0
 
 

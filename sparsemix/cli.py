@@ -183,10 +183,12 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                         "autocast to bfloat16, parameters and optimizer in fp32; "
                                         "auto: bf16 where the CPU has bf16 units (AVX512-BF16, AMX) "
                                         "or the GPU supports it, else fp32; saved resolved)"),
-    (["--wrap-gate"], "wrap_gate", _bool, "true/false: a learned gate, closed at the start, on "
-                                          "the factor edges that wrap around a sequence's end "
-                                          "(the product then starts as a suffix sum: what comes "
-                                          "after each element; --block encoder)"),
+    (["--wrap-gate"], "wrap_gate", _bool_or_auto, "true, false or auto: a learned gate, closed at "
+                                                  "the start, on the factor edges that wrap around "
+                                                  "a sequence's end (the product then starts as a "
+                                                  "suffix sum: what comes after each element; "
+                                                  "--block encoder; auto: on for tasks whose target "
+                                                  "is an order, e.g. order)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),

@@ -16,7 +16,8 @@ from .transformer import TransformerClassifier
 
 # Options of the Paramixer model that the baselines do not have.
 _PARAMIXER_ONLY = ("protocol", "backend", "weights_from", "block", "stem", "stem_kernel", "mixing",
-                   "mix_init", "mix_gain", "mix_mode", "kmer", "kmer_base_ids")
+                   "mix_init", "mix_gain", "mix_mode", "wrap_gate", "score_scale", "kmer",
+                   "kmer_base_ids")
 
 
 def _drop(kw: dict, names) -> dict:

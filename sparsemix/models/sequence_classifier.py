@@ -93,6 +93,10 @@ class SequenceClassifier(nn.Module):
         mix_mode (str): The encoder layers' mixing, ``"sum"`` or ``"average"`` (see
             :class:`~sparsemix.nn.ParamixerEncoderLayer`). (default: ``"sum"``)
         num_heads (int): Score heads of ``mix_mode="average"``. (default: ``1``)
+        wrap_gate (bool): The encoder layers' gate on the edges that wrap around a sequence's end.
+            (default: ``False``)
+        score_scale (str): ``"none"`` or ``"log-length"``, the encoder layers' scores in
+            ``mix_mode="average"``. (default: ``"none"``)
         kmer (int): k-mer length of the k-mer embedding and profile path (see above), 1..12, or
             ``0`` for none. Needs token input, ``kmer_base_ids`` and pooling ``"mean"`` or
             ``"cls"``. (default: ``0``)
@@ -114,7 +118,8 @@ class SequenceClassifier(nn.Module):
                  backend: str = "auto", block: str = "paper", stem: str = "none",
                  stem_kernel: int = 7, mixing: bool = True, ffn_channels: Optional[int] = None,
                  position_init: str = "normal", mix_init: str = "sum", mix_gain: float = 0.3,
-                 mix_mode: str = "sum", num_heads: int = 1, kmer: int = 0, kmer_base_ids: Optional[Sequence[int]] = None,
+                 mix_mode: str = "sum", num_heads: int = 1, wrap_gate: bool = False,
+                 score_scale: str = "none", kmer: int = 0, kmer_base_ids: Optional[Sequence[int]] = None,
                  **block_kwargs: Any) -> None:
         super().__init__()
         check_pooling(pooling)
@@ -147,6 +152,8 @@ class SequenceClassifier(nn.Module):
         if block == "paper":
             if not mixing:
                 raise ValueError("mixing=False is an ablation of block='encoder'")
+            if wrap_gate or mix_mode != "sum" or score_scale != "none":
+                raise ValueError("wrap_gate, mix_mode and score_scale are options of block='encoder'")
             self.blocks = nn.ModuleList(
                 Paramixer(channels, protocol=protocol, max_len=mixed_len,
                           hidden_channels=hidden_channels, dropout=dropout, backend=backend,
@@ -159,7 +166,8 @@ class SequenceClassifier(nn.Module):
                                       hidden_channels=hidden_channels, ffn_channels=ffn_channels,
                                       dropout=dropout, mixing=mixing, mix_init=mix_init,
                                       mix_gain=mix_gain, mix_mode=mix_mode,
-                                      num_heads=num_heads, backend=backend,
+                                      num_heads=num_heads, wrap_gate=wrap_gate,
+                                      score_scale=score_scale, backend=backend,
                                       **block_kwargs)
                 for _ in range(num_layers))
             self.norm = nn.LayerNorm(channels)

@@ -17,7 +17,7 @@ from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FR
 from ..nn import BACKENDS, MIX_INITS, WEIGHT_MLPS, MIX_MODES
 from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
-from .recipe import (DEFAULTS, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE,
+from .recipe import (DEFAULTS, ENCODER_ONLY_OFF, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE,
                      LEGACY_PRECISION, LEGACY_WEIGHT_MLP, OPTIMIZERS, SCHEDULERS,
                      TASK_DEFAULTABLE)
 from .precision import PRECISIONS
@@ -87,7 +87,7 @@ class TrainConfig:
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_mode: str = DEFAULTS["mix_mode"]
-    wrap_gate: bool = DEFAULTS["wrap_gate"]
+    wrap_gate: Optional[bool] = None  # None ("auto"): the task's default (order tasks: on)
     weight_mlp: str = DEFAULTS["weight_mlp"]
     precision: str = DEFAULTS["precision"]  # "auto" is resolved (and saved) when a run starts
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
@@ -142,8 +142,8 @@ class TrainConfig:
             raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")
         if self.mix_gain is not None:
             _float("--mix-gain", self.mix_gain, 0.0, strict=True)
-        if not isinstance(self.wrap_gate, bool):
-            raise ValueError(f"--wrap-gate must be true or false, got {self.wrap_gate!r}")
+        if self.wrap_gate is not None and not isinstance(self.wrap_gate, bool):
+            raise ValueError(f"--wrap-gate must be true, false or auto, got {self.wrap_gate!r}")
         if self.wrap_gate and (self.model != "paramixer" or self.block != "encoder"):
             raise ValueError("--wrap-gate true needs --model paramixer --block encoder")
         if not isinstance(self.mixing, bool):
@@ -185,9 +185,11 @@ class TrainConfig:
         with the general defaults. Returns self."""
         load_all()
         recommended = TASK_OPTIONS.get(self.task, TaskOptions()).model_defaults
+        encoder = self.model == "paramixer" and self.block == "encoder"
         for name, general in TASK_DEFAULTABLE.items():
             if getattr(self, name) is None:
-                setattr(self, name, recommended.get(name, general))
+                value = recommended.get(name, general)
+                setattr(self, name, value if encoder else ENCODER_ONLY_OFF.get(name, value))
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------------

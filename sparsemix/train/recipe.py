@@ -35,14 +35,19 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
     "epochs": 10, "seed": 0, "protocol": "chord", "backend": "auto", "device": "auto",
     "batch_size": 32, "lr": 3e-3, "dropout": 0.0, "channels": 32, "num_layers": 2,
     "pooling": "mean", "model": "paramixer", "block": "encoder", "stem": "none", "stem_kernel": 7,
-    "mixing": True, "mix_init": "sum", "mix_mode": "sum", "wrap_gate": False, "position_init": "sinusoid", "weights_from": "embedding",
+    "mixing": True, "mix_init": "sum", "mix_mode": "sum", "position_init": "sinusoid", "weights_from": "embedding",
     "num_heads": 1, "optimizer": "adamw", "weight_decay": 0.01, "scheduler": "warmup-cosine",
     "clip_grad": 1.0, "kmer": 0, "rc_conjoin": False, "weight_mlp": "per-factor",
     "precision": "auto",
 })
 
 #: Options that may be left at None ("auto"): the task's ``model_defaults`` fill them, else these.
-TASK_DEFAULTABLE: Mapping[str, Any] = MappingProxyType({"positional": True, "mix_gain": 0.3})
+TASK_DEFAULTABLE: Mapping[str, Any] = MappingProxyType({"positional": True, "mix_gain": 0.3,
+                                                       "wrap_gate": False})
+
+#: Task-defaultable options that only the Paramixer encoder has: "auto" resolves them to these for
+#: the other models, whatever the task recommends.
+ENCODER_ONLY_OFF: Mapping[str, Any] = MappingProxyType({"wrap_gate": False})
 
 #: Config version 1 (no ``config_version`` key) predates the encoder model: its missing fields load
 #: as these, i.e. as the model and recipe it trained.

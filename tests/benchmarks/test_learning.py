@@ -46,3 +46,20 @@ def test_models_get_the_options_sparsemix_train_uses_for_the_task():
         for block in model.blocks:
             weight = block.mix_norm.weight.detach()
             assert torch.equal(weight, torch.full_like(weight, cfg.mix_gain))
+
+
+def test_generalise_trains_short_and_tests_every_length(tmp_path):
+    out = tmp_path / "gen"
+    assert learning.main(["--generalise", "--train-max", "7", "--test-lengths", "7", "8",
+                          "--max-steps", "2", "--batch-size", "4", "--test-size", "4",
+                          "--warmup-steps", "1", "--jobs", "1", "--no-progress",
+                          "--out", str(out)]) == 0
+    rows = json.loads((out / "generalise.json").read_text())["rows"]
+    assert {(r["task"], r["model"]) for r in rows} == {
+        (t, m) for t in learning.TASKS for m in learning.GENERALISE}
+    assert all(set(r["errors"]) == {"7", "8"} and r["train_max"] == 128 for r in rows)
+    model = learning.build("paramixer-average", "order", 256, 8, "mean",
+                           learning.GENERALISE["paramixer-average"]["order"])
+    assert model.embed.positions is None and all(b.wrap_gate is not None for b in model.blocks)
+    assert "| order | paramixer-average |" in (out / "generalise.md").read_text()
+    assert (out / "generalise.png").stat().st_size > 0

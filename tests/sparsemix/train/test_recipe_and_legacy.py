@@ -192,3 +192,13 @@ def test_wrap_gate_option_reaches_the_layers_and_old_configs_load_without_it(tmp
     assert TrainConfig.from_dict(data).wrap_gate is False
     with pytest.raises(ValueError, match="^--wrap-gate true needs --model paramixer --block encoder"):
         TrainConfig(task="order", out="x", wrap_gate=True, block="paper").validate()
+
+
+def test_wrap_gate_auto_is_on_for_order_with_the_encoder_only():
+    for task, model, block, want in [("order", "paramixer", "encoder", True),
+                                     ("order-varlen", "paramixer", "encoder", True),
+                                     ("adding", "paramixer", "encoder", False),
+                                     ("order", "transformer", "encoder", False),
+                                     ("order", "paramixer", "paper", False)]:
+        cfg = TrainConfig(task=task, out="x", model=model, block=block).resolve_task_defaults()
+        assert cfg.validate().wrap_gate is want, (task, model, block)
