@@ -66,12 +66,17 @@ MODELS: dict[str, tuple[str, dict]] = {
     "transformer": ("transformer", {"num_layers": 2, "num_heads": 1, "position_init": "sinusoid"}),
     "cdil-cnn": ("cdil-cnn", {"positional": False}),  # convolutions see relative order themselves
 }
+# name -> task -> options on top of MODELS' and the task's: the averaged mixing gets its direction
+# on Order from the wrap gate (section 5 of docs/learning.md).
+TASK_MODEL_OPTIONS: dict[str, dict[str, dict]] = {
+    "paramixer-average": {"order": {"wrap_gate": True}},
+}
 
 
 def task_options(task: str, model: str = "paramixer", block: str = "encoder") -> dict:
     """The model options ``sparsemix train`` uses for ``task`` when left at auto (learned positions
     for Order; none for Adding, a sum over a set, as in the paper's Adding setup, and a smaller
-    initial mixing gain; the wrap gate for Order): given to every model, under its own options in
+    initial mixing gain and the averaged mixing): given to every model, under its own options in
     :data:`MODELS`."""
     cfg = TrainConfig(task=task, model=model, block=block).resolve_task_defaults()  # the one place
     return {name: getattr(cfg, name) for name in TASK_DEFAULTABLE}
@@ -80,11 +85,14 @@ def task_options(task: str, model: str = "paramixer", block: str = "encoder") ->
 #: Trained short, tested long (``--generalise``): the models and the options on top of
 #: :data:`MODELS`' for each task. Nothing in these models is tied to N but the number of factors,
 #: which the test length sets: the Paramixer reads no positions (Order gets its direction from the
-#: wrap gate, closed at the start: the product is then a suffix sum, "what comes after me"); the
-#: Transformer needs positions for Order (learned, sinusoid-initialised up to the longest test).
+#: wrap gate, closed at the start: the product is then a suffix sum, "what comes after me") and
+#: scales its scores by ln n (a score gap D then weighs n^D, so the share of the n unwanted
+#: elements shrinks as n grows); the Transformer needs positions for Order (learned,
+#: sinusoid-initialised up to the longest test).
 GENERALISE: dict[str, dict[str, dict]] = {
-    "paramixer-average": {"order": {"positional": False, "wrap_gate": True},
-                          "adding": {"positional": False}},
+    "paramixer-average": {"order": {"positional": False, "wrap_gate": True,
+                                    "score_scale": "log-length"},
+                          "adding": {"positional": False, "score_scale": "log-length"}},
     "transformer": {"order": {"positional": True}, "adding": {"positional": False}},
 }
 
@@ -203,7 +211,7 @@ def make_data(task: str) -> Callable[[int, int, int], tuple[torch.Tensor, torch.
 def build(name: str, task: str, n: int, channels: int, pooling: str,
           extra: dict | None = None) -> torch.nn.Module:
     model, opts = MODELS[name]
-    opts = {**opts, **(extra or {})}
+    opts = {**opts, **TASK_MODEL_OPTIONS.get(name, {}).get(task, {}), **(extra or {})}
     io = ({"vocab_size": 6, "num_classes": 4} if task == "order"
           else {"input_dim": 2, "num_classes": 1})
     auto = task_options(task, model, opts.get("block", "encoder"))

@@ -108,8 +108,9 @@ def thread_sensitivity(mix_mode: str) -> dict:
             env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
             subprocess.run([sys.executable, "-m", "sparsemix", "train", "--task", "adding",
                             "--length", "64", "--train-size", "512", "--epochs", "2",
-                            "--batch-size", "32", "--seed", "5", "--mix-mode", mix_mode, "--num-heads", "4",
-                            "--out", str(out), "--quiet"], check=True, env=env, cwd=REPO)
+                            "--batch-size", "32", "--seed", "5", "--mix-mode", mix_mode,
+                            "--out", str(out), "--quiet"], check=True, env=env, cwd=REPO,
+                           stdout=subprocess.DEVNULL)
             ckpt = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
             states[threads] = ckpt["model"]
     diffs = {k: float((states[1][k].float() - states[2][k].float()).abs().max())

@@ -100,6 +100,14 @@ def _float_or_auto(text: str) -> Optional[float]:
     return None if text.lower() == "auto" else _positive_float(text)
 
 
+def _str_or_auto(text: str) -> Optional[str]:
+    return None if text.lower() == "auto" else text
+
+
+def _int_or_auto(text: str) -> Optional[int]:
+    return None if text.lower() == "auto" else _at_least(1)(text)
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -171,10 +179,12 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                     "(ablation; --block encoder)"),
     (["--mix-init"], "mix_init", str, "factor init: {mix_init} (sum, encoder: factor m starts as "
                                       "I + shift by 2^m, so the product sums everything)"),
-    (["--mix-mode"], "mix_mode", str, "the encoder's mixing: {mix_mode} (sum: the product of "
-                                      "factors applied to g(U), then a LayerNorm; average: a "
-                                      "score-weighted average through positive factors, whose "
-                                      "scale does not grow with N)"),
+    (["--mix-mode"], "mix_mode", _str_or_auto, "the encoder's mixing: {mix_mode} or auto (sum: "
+                                               "the product of factors applied to g(U), then a "
+                                               "LayerNorm; average: a score-weighted average "
+                                               "through positive factors, whose scale does not "
+                                               "grow with N; auto: the task's, average for the "
+                                               "adding tasks, else sum)"),
     (["--weight-mlp"], "weight_mlp", str, "how a Paramixer block computes its factors' values: "
                                           "{weight_mlp} (per-factor: the paper's M separate MLPs; "
                                           "shared: one hidden layer for all factors, C -> h -> M*K, "
@@ -201,7 +211,9 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
     (["--weights-from"], "weights_from", str, "what every block's factor MLPs read: "
                                               "{weights_from} (embedding: the paper; state: the "
                                               "block's input)"),
-    (["--num-heads"], "num_heads", int, "attention heads (transformer); score heads of --mix-mode average"),
+    (["--num-heads"], "num_heads", _int_or_auto, "attention heads (transformer) or score heads "
+                                                 "(--mix-mode average), or auto (default: 1 "
+                                                 "attention head, 4 score heads)"),
     (["--optimizer"], "optimizer", str, "{optimizer} (adam: the paper's)"),
     (["--weight-decay"], "weight_decay", _non_negative_float, "weight decay (AdamW: decoupled)"),
     (["--scheduler"], "scheduler", str, "learning-rate schedule per step: {scheduler} "

@@ -29,10 +29,7 @@ ORDER_CLASSES = ["XX", "XY", "YX", "YY"]
 # Adding's target is a sum over a set: learned positions are only noise to unlearn (the paper's
 # Adding models have none), and the encoder's mixing must carry the sum's magnitude, so it starts
 # smaller than for Order (benchmarks/learning.py; docs/learning.md).
-ADDING_MODEL_DEFAULTS = {"positional": False, "mix_gain": 0.1}
-#: Temporal Order's target is which marker comes first: the wrap gate gives the mixing that
-#: direction (a suffix sum at the start) whatever the length (docs/learning.md).
-ORDER_MODEL_DEFAULTS = {"wrap_gate": True}
+ADDING_MODEL_DEFAULTS = {"positional": False, "mix_gain": 0.1, "mix_mode": "average"}
 
 # Splits get independent streams derived from the run seed (so val/test never overlap train's draws).
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
@@ -206,7 +203,7 @@ def build_adding(cfg: Any) -> TaskData:
                     input_dim=2, meta={"tolerance": ADDING_TOLERANCE, "name": "adding"})
 
 
-@register_task("order", extras=(), model_defaults=ORDER_MODEL_DEFAULTS)
+@register_task("order", extras=())
 def build_order(cfg: Any) -> TaskData:
     """Temporal Order at fixed length ``--length`` (default 128); 4-class classification."""
     n = _length(cfg, 128)
@@ -249,7 +246,7 @@ def build_adding_varlen(cfg: Any) -> TaskData:
                           "min_len": min_len})
 
 
-@register_task("order-varlen", extras=VARLEN_EXTRAS, model_defaults=ORDER_MODEL_DEFAULTS)
+@register_task("order-varlen", extras=VARLEN_EXTRAS)
 def build_order_varlen(cfg: Any) -> TaskData:
     """Variable-length Temporal Order: lengths as ``adding-varlen`` (``--length`` the maximum,
     default 1024), symbols and labels as ``order``; 4-class classification."""

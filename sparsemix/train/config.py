@@ -86,7 +86,7 @@ class TrainConfig:
     rc_conjoin: bool = DEFAULTS["rc_conjoin"]  # eval: average the logits of both strands (DNA)
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
-    mix_mode: str = DEFAULTS["mix_mode"]
+    mix_mode: Optional[str] = None  # None ("auto"): the task's default (adding tasks: average)
     wrap_gate: Optional[bool] = None  # None ("auto"): the task's default (order tasks: on)
     weight_mlp: str = DEFAULTS["weight_mlp"]
     precision: str = DEFAULTS["precision"]  # "auto" is resolved (and saved) when a run starts
@@ -94,7 +94,7 @@ class TrainConfig:
     positional: Optional[bool] = None  # None ("auto"): the task's default
     position_init: str = DEFAULTS["position_init"]
     weights_from: str = DEFAULTS["weights_from"]
-    num_heads: int = DEFAULTS["num_heads"]
+    num_heads: Optional[int] = None  # None ("auto"): 4 score heads (encoder), 1 (transformer)
     optimizer: str = DEFAULTS["optimizer"]
     weight_decay: float = DEFAULTS["weight_decay"]
     scheduler: str = DEFAULTS["scheduler"]
@@ -125,7 +125,7 @@ class TrainConfig:
         _int("--batch-size", self.batch_size, 1)
         _int("--channels", self.channels, 1)
         _int("--num-layers", self.num_layers, 1)
-        _int("--num-heads", self.num_heads, 1)
+        _int("--num-heads", self.num_heads, 1, optional=True)
         _int("--stem-kernel", self.stem_kernel, 1)
         if isinstance(self.kmer, bool) or not isinstance(self.kmer, int) or not (
                 0 <= self.kmer <= KMER_MAX_K):
@@ -137,6 +137,8 @@ class TrainConfig:
             raise ValueError(f"--rc-conjoin must be true or false, got {self.rc_conjoin!r}")
         _int("--warmup-steps", self.warmup_steps, 0, optional=True)
         for name, choices in CHOICES.items():
+            if name in TASK_DEFAULTABLE and getattr(self, name) is None:
+                continue  # "auto"
             _choice("--" + name.replace("_", "-"), getattr(self, name), tuple(choices))
         if self.positional is not None and not isinstance(self.positional, bool):
             raise ValueError(f"--positional must be true, false or auto, got {self.positional!r}")

@@ -1,5 +1,6 @@
 """The improved recipe's options: validation errors, the schedule, and old runs loading as the
 paper block."""
+import dataclasses
 import json
 
 import pytest
@@ -124,7 +125,11 @@ def test_auto_options_take_the_tasks_defaults_and_the_run_folder_records_them(tm
                       test_size=8, epochs=1, quiet=True)
     model = build_model(cfg, build_task("adding", cfg))
     assert model.embed.positions is None and cfg.positional is None  # cfg itself is unchanged
-    assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.1)) for b in model.blocks)
+    # the averaged mixing (the adding tasks' default) has no LayerNorm for the gain to set
+    assert all(b.mix_mode == "average" and isinstance(b.mix_norm, torch.nn.Identity)
+               for b in model.blocks)
+    summed = build_model(dataclasses.replace(cfg, mix_mode="sum"), build_task("adding", cfg))
+    assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.1)) for b in summed.blocks)
     train(cfg)
     saved = json.loads((tmp_path / "a" / "config.json").read_text())
     assert (saved["positional"], saved["mix_gain"]) == (False, 0.1)  # resolved, not "auto"
@@ -194,11 +199,15 @@ def test_wrap_gate_option_reaches_the_layers_and_old_configs_load_without_it(tmp
         TrainConfig(task="order", out="x", wrap_gate=True, block="paper").validate()
 
 
-def test_wrap_gate_auto_is_on_for_order_with_the_encoder_only():
-    for task, model, block, want in [("order", "paramixer", "encoder", True),
-                                     ("order-varlen", "paramixer", "encoder", True),
-                                     ("adding", "paramixer", "encoder", False),
-                                     ("order", "transformer", "encoder", False),
-                                     ("order", "paramixer", "paper", False)]:
+def test_auto_mixing_options_per_task_and_model():
+    """The adding tasks get the averaged mixing with 4 score heads; the Transformer keeps 1
+    attention head and no encoder option, whatever the task recommends."""
+    for task, model, block, want in [
+            ("adding", "paramixer", "encoder", ("average", 4, False)),
+            ("adding-varlen", "paramixer", "encoder", ("average", 4, False)),
+            ("order", "paramixer", "encoder", ("sum", 4, False)),
+            ("adding", "transformer", "encoder", ("sum", 1, False)),
+            ("order", "paramixer", "paper", ("sum", 1, False))]:
         cfg = TrainConfig(task=task, out="x", model=model, block=block).resolve_task_defaults()
-        assert cfg.validate().wrap_gate is want, (task, model, block)
+        got = (cfg.validate().mix_mode, cfg.num_heads, cfg.wrap_gate)
+        assert got == want, (task, model, block)
