@@ -26,9 +26,13 @@ def test_exported_and_shapes():
     assert "mix_init='sum'" in repr(layer)
 
 
-@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"}, {"mixing": False}])
+@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"}, {"mixing": False},
+                                {"mix_mode": "average"},
+                                {"mix_mode": "average", "wrap_gate": True},
+                                {"mix_mode": "average", "protocol": "cdil"},
+                                {"mix_mode": "average", "score_scale": "log-length"}])
 def test_a_sequence_alone_equals_it_in_a_batch(kw):
-    layer = _layer(**kw)
+    layer = _average_layer(**_drop_mode(kw)) if kw.get("mix_mode") == "average" else _layer(**kw)
     lengths = [5, 32, 1, 13]
     seqs = [torch.randn(n, 8, dtype=torch.double) for n in lengths]
     batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
@@ -131,6 +135,10 @@ def _average_layer(dtype=torch.double, **kw) -> ParamixerEncoderLayer:
     return layer.eval()
 
 
+def _drop_mode(kw: dict) -> dict:
+    return {k: v for k, v in kw.items() if k != "mix_mode"}
+
+
 def _average_branch(layer, h):
     """The averaging branch alone, on the layer's normalised input."""
     return layer._average(layer.norm1(h), None)[0]
@@ -180,19 +188,6 @@ def test_average_is_exact_for_scores_far_apart():
         layer.score.weight.mul_(1000.0)
     out = layer(torch.randn(2, 32, 8))
     assert torch.isfinite(out).all()
-
-
-@pytest.mark.parametrize("kw", [{}, {"wrap_gate": True}, {"protocol": "cdil"},
-                                {"score_scale": "log-length"}])
-def test_average_sequence_alone_equals_it_in_a_batch(kw):
-    layer = _average_layer(**kw)
-    lengths = [5, 32, 1, 13]
-    seqs = [torch.randn(n, 8, dtype=torch.double) for n in lengths]
-    batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-    together = layer(torch.cat(seqs), batch=batch)
-    for b, seq in enumerate(seqs):
-        alone = layer(seq[None])[0]
-        torch.testing.assert_close(together[batch == b], alone, rtol=1e-12, atol=1e-12)
 
 
 def test_average_bad_options():
