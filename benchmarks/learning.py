@@ -401,15 +401,26 @@ def plot(rows: list[dict], args, out: Path) -> None:
             if miss:
                 ax.scatter(*zip(*miss), marker="x", color=colors[m],
                            label=None if pts else f"{m} (not solved)")
-        ax.set_xlabel("log2 N")
-        ax.set_ylabel("steps to solve (x: not solved, steps run)")
-        ax.set_title(task)
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        _finish(ax, task, "log2 N", "steps to solve (x: not solved, steps run)", legend_size=7)
+    _save(fig, out / "learning-steps.png")
+
+
+def _finish(ax, title: str, xlabel: str, ylabel: str, legend_size: int) -> None:
+    """Log y axis, labels, grid, and a legend if anything was drawn."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=legend_size)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    fig.savefig(out / "learning-steps.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -449,16 +460,9 @@ def generalise_plot(rows: list[dict], args, out: Path) -> None:
                     marker="o", label=r["model"])
         ax.axhline(SOLVED_ERROR_PCT, color="k", ls=":", lw=0.8)
         ax.axvline(args.train_max, color="gray", ls="--", lw=0.8)
-        ax.set_yscale("log")
-        ax.set_xlabel("log2 N (test); dashed: longest training length")
-        ax.set_ylabel("test error %")
-        ax.set_title(task)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "generalise.png", dpi=110)
-    plt.close(fig)
+        _finish(ax, task, "log2 N (test); dashed: longest training length", "test error %",
+                legend_size=8)
+    _save(fig, out / "generalise.png")
 
 
 def write(rows, args, meta, out: Path) -> None:
