@@ -203,15 +203,10 @@ class ParamixerEncoderLayer(nn.Module):
     @torch.no_grad()
     def _sum_init(self, noise: float = 0.1) -> None:
         """Factor m's values start at 1 on the slot whose offset is 2^m (0-based m), ~0 elsewhere."""
-        for m, factor in enumerate(self.mixer.factors):
-            last = factor.weight_layers[1]
-            nn.init.normal_(last.weight, std=noise / math.sqrt(last.in_features))
-            nn.init.zeros_(last.bias)
-            on, off = (_ON, _OFF) if self.mix_mode == "average" else (1.0, 0.0)
-            last.bias.fill_(off)
-            jump = (self.offsets[m] == 2 ** m).nonzero()
-            if jump.numel():
-                last.bias[int(jump[0])] = on
+        on, off = (_ON, _OFF) if self.mix_mode == "average" else (1.0, 0.0)
+        jumps = 2 ** torch.arange(self.offsets.size(0), device=self.offsets.device)  # [M]
+        bias = torch.where(self.offsets == jumps[:, None], on, off)  # [M, K]
+        self.mixer.init_factor_values(bias, noise)
 
     def gates(self, h: Tensor, batch: Optional[Tensor] = None) -> Optional[list[Tensor]]:
         r"""The M wrap-gate tensors [N, K] (or [T, K] with ``batch``): 1 for edges inside the
