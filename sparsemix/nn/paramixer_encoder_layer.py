@@ -205,7 +205,9 @@ class ParamixerEncoderLayer(nn.Module):
         """Factor m's values start at 1 on the slot whose offset is 2^m (0-based m), ~0 elsewhere."""
         on, off = (_ON, _OFF) if self.mix_mode == "average" else (1.0, 0.0)
         jumps = 2 ** torch.arange(self.offsets.size(0), device=self.offsets.device)  # [M]
-        bias = torch.where(self.offsets == jumps[:, None], on, off)  # [M, K]
+        like = self.mixer.factors[0].weight_layers[1].bias  # the values' dtype: _ON exact in fp64
+        bias = torch.full(self.offsets.shape, off, dtype=like.dtype, device=like.device)  # [M, K]
+        bias[self.offsets == jumps[:, None]] = on
         self.mixer.init_factor_values(bias, noise)
 
     def gates(self, h: Tensor, batch: Optional[Tensor] = None) -> Optional[list[Tensor]]:
