@@ -57,6 +57,10 @@ from sparsemix.train.recipe import lr_factor  # noqa: E402
 TASKS = ("order", "adding")
 # name -> (registry model, options). Widths are shared: channels come from --channels.
 MODELS: dict[str, tuple[str, dict]] = {
+    # ``sparsemix train``'s default model for the task: mix_mode, num_heads, wrap_gate, positions
+    # and the mixing gain come from the task (averaged mixing on Adding, summed on Order)
+    "paramixer": ("paramixer", {"block": "encoder", "num_layers": 2, "position_init": "sinusoid",
+                                "mix_init": "sum"}),
     "paramixer-paper": ("paramixer", {"block": "paper", "num_layers": 1}),
     "paramixer-encoder": ("paramixer", {"block": "encoder", "num_layers": 2, "mix_mode": "sum",
                                         "position_init": "sinusoid", "mix_init": "sum"}),
@@ -103,26 +107,34 @@ CHANCE_PCT = {"order": 75.0, "adding": None}
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lengths", type=int, nargs="+", default=[7, 8, 9, 10, 11, 12],
+    p.add_argument("--lengths", type=int, nargs="+", default=[9, 10, 11],
                    help="log2 of the sequence lengths (default: 7 .. 12)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=["paramixer", "transformer"], choices=list(MODELS),
+                   help="default: paramixer (sparsemix train's default model for the task) and "
+                        "transformer")
     p.add_argument("--pooling", default="mean", choices=["mean", "flatten"])
-    p.add_argument("--max-steps", type=int, default=600,
-                   help="step budget per run; the cosine schedule decays over it (default: 600)")
-    p.add_argument("--budget-s", type=float, default=40.0,
+    p.add_argument("--max-steps", type=int, default=1200,
+                   help="step budget per run; the cosine schedule decays over it (default: 1200)")
+    p.add_argument("--budget-s", type=float, default=0.0,
                    help="cap per run on the process's CPU time (not wall time: robust to a "
                         "loaded machine) at N = 2^7 in seconds, growing by sqrt(2) per doubling "
-                        "of N (2^12: 5.7x); evaluation counts; 0 = no cap (default: 40)")
-    p.add_argument("--eval-every", type=int, default=25, help="steps between evaluations (default: 25)")
+                        "of N (2^12: 5.7x); evaluation counts; 0 = no cap, the step budget alone "
+                        "(default: 0)")
+    p.add_argument("--eval-every", type=int, default=50, help="steps between evaluations (default: 50)")
     p.add_argument("--val-size", type=int, default=256, help="fixed validation set (default: 256)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32,
+                   help="sequences a step at most (default: 32); see --tokens")
+    p.add_argument("--tokens", type=int, default=2 ** 14,
+                   help="tokens a step: batch = min(--batch-size, tokens / N), so a step costs about "
+                        "the same at every N (default: 16384: batch 32 at 2^9, 16 at 2^10, 8 at "
+                        "2^11); 0 = --batch-size at every N")
     p.add_argument("--lr", type=float, default=3e-3, help="AdamW peak learning rate (default: 3e-3)")
     p.add_argument("--warmup-steps", type=int, default=50)
     p.add_argument("--weight-decay", type=float, default=0.01)
     p.add_argument("--channels", type=int, default=32)
-    p.add_argument("--budgets", type=int, nargs="+", default=[100, 200, 400],
-                   help="step budgets at which the error is tabulated (default: 100 200 400)")
+    p.add_argument("--budgets", type=int, nargs="+", default=[300, 600, 1200],
+                   help="step budgets at which the error is tabulated (default: 300 600 1200)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1,
@@ -149,9 +161,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick:
         args.lengths, args.max_steps, args.budget_s = [7, 8], 150, 10.0
-        args.budgets = [50, 100, 150]
+        args.budgets, args.eval_every = [50, 100, 150], 25
     if args.generalise:
-        args.models = [m for m in args.models if m in GENERALISE] or list(GENERALISE)
+        # its Paramixer is the averaged encoder with the options of GENERALISE
+        models = ["paramixer-average" if m == "paramixer" else m for m in args.models]
+        args.models = [m for m in dict.fromkeys(models) if m in GENERALISE] or list(GENERALISE)
         args.lengths = [args.train_max]
     if any(k < 2 for k in args.lengths + args.test_lengths + [args.train_max]):
         p.error("--lengths are exponents >= 2")
@@ -198,6 +212,16 @@ def run_generalise(args, task: str, name: str) -> dict:
             "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
             "wall_s": round(time.perf_counter() - t0, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
             "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def batch_for(args, n: int) -> int:
+    """Sequences a step at length ``n``: ``--tokens`` / n, at most ``--batch-size``."""
+    return max(1, min(args.batch_size, args.tokens // n)) if args.tokens else args.batch_size
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":  # kernels run asynchronously: time them, not their launches
+        torch.cuda.synchronize(dev)
 
 
 def run_budget_s(args, k: int) -> float:
@@ -255,13 +279,13 @@ def run_one(args, task: str, k: int, name: str) -> dict:
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, args.max_steps, min(args.warmup_steps, args.max_steps // 2)))
-    cap = run_budget_s(args, k)
-    curve = [(0, error_pct(task, model, xv, yv, args.batch_size), 0.0)]  # (step, error %, seconds)
+    cap, batch = run_budget_s(args, k), batch_for(args, n)
+    curve = [(0, error_pct(task, model, xv, yv, batch), 0.0)]  # (step, error %, seconds)
     t0, c0, train_s = time.perf_counter(), cpu_s(), 0.0
-    solved_step = solved_s = None
+    solved_step = solved_s = solved_cpu_s = None
     step, stopped = 0, "steps"
     while step < args.max_steps:
-        x, y = gen(args.batch_size, n, seed=args.seed + step)  # the same batches for every model
+        x, y = gen(batch, n, seed=args.seed + step)  # the same batches for every model
         ts = time.perf_counter()
         loss = loss_fn(task, model(x.to(dev)), y.to(dev))
         opt.zero_grad(set_to_none=True)
@@ -269,6 +293,7 @@ def run_one(args, task: str, k: int, name: str) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        _sync(dev)
         train_s += time.perf_counter() - ts
         step += 1
         if not math.isfinite(loss.item()):
@@ -276,16 +301,21 @@ def run_one(args, task: str, k: int, name: str) -> dict:
             break
         over_cap = cpu_s() - c0 > cap  # checked every step; the run ends with an evaluation
         if step % args.eval_every == 0 or step == args.max_steps or over_cap:
-            err = error_pct(task, model, xv, yv, args.batch_size)
+            err = error_pct(task, model, xv, yv, batch)
             curve.append((step, err, round(time.perf_counter() - t0, 2)))
             if err <= SOLVED_ERROR_PCT:
                 solved_step, solved_s, stopped = step, round(time.perf_counter() - t0, 1), "solved"
+                solved_cpu_s = round(cpu_s() - c0, 1)
                 break
             if over_cap:
                 stopped = "cpu cap"
                 break
+    if stopped == "cpu cap":
+        print(f"WARNING: {task} N=2^{k} {name} stopped on its CPU-time cap ({cap:.0f} s) at step "
+              f"{step} of {args.max_steps}", file=sys.stderr, flush=True)
     return {"task": task, "length": n, "log2_length": k, "model": name, "steps": step,
-            "solved_step": solved_step, "solved_s": solved_s, "stopped": stopped,
+            "batch_size": batch, "solved_step": solved_step, "solved_s": solved_s,
+            "solved_cpu_s": solved_cpu_s, "stopped": stopped,
             "cap_cpu_s": round(cap, 1), "final_error_pct": curve[-1][1], "best_error_pct": min(e for _, e, _ in curve),
             "curve": curve, "wall_s": round(time.perf_counter() - t0, 1),
             "train_s": round(train_s, 1), "cpu_s": round(cpu_s() - c0, 1),
@@ -309,7 +339,10 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
              f"Load average (1, 5, 15 min) at start {meta['load_start']}, at end "
              f"{meta.get('load_end', '–')}; wall {meta.get('wall_s', 0) / 60:.1f} min, CPU "
              f"{meta.get('cpu_s', 0) / 60:.1f} min (CPU/wall = {meta.get('cpu_s', 0) / max(1e-9, meta.get('wall_s', 1)):.2f}).  ",
-             f"Per run: at most {args.max_steps} steps of batch {args.batch_size} (fresh data, "
+             f"Per run: at most {args.max_steps} steps of "
+             + (f"min({args.batch_size}, {getattr(args, 'tokens', 0)} / N) sequences"
+                if getattr(args, "tokens", 0) else f"batch {args.batch_size}")
+             + " (fresh data, "
              f"the same batches for every model), AdamW lr {args.lr:g} (warm-up "
              f"{args.warmup_steps}, cosine to 0 at {args.max_steps}), wd {args.weight_decay:g}, "
              f"clip 1.0, C = {args.channels}, {args.pooling} pooling; validation on "
@@ -320,7 +353,7 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
              f"Adding: 99 % of predictions within {ADDING_TOLERANCE}).", ""]
     for task in args.tasks:
         title = "Temporal Order" if task == "order" else "Adding"
-        lines += [f"## {title}: steps (seconds) to solve", "",
+        lines += [f"## {title}: steps (CPU seconds) to solve", "",
                   "| N | " + " | ".join(args.models) + " |", "|---" * (len(args.models) + 1) + "|"]
         for k in args.lengths:
             cells = [f"2^{k}"]
@@ -329,9 +362,9 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
                 if r is None:
                     cells.append("–")
                 elif r["solved_step"] is not None:
-                    cells.append(f"{r['solved_step']} ({r['solved_s']:.0f} s)")
+                    cells.append(f"{r['solved_step']} ({_solve_s(r):.0f} s)")
                 else:
-                    cells.append(f"not in {r['steps']} ({r['wall_s']:.0f} s; {r['stopped']}), "
+                    cells.append(f"not in {r['steps']} ({r['cpu_s']:.0f} s; {r['stopped']}), "
                                  f"best {r['best_error_pct']:.1f} %")
             lines.append("| " + " | ".join(cells) + " |")
         lines += ["", f"## {title}: validation error % at step budgets", "",
@@ -350,6 +383,11 @@ def markdown(rows: list[dict], args, meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _solve_s(row: dict) -> float:
+    """CPU seconds to solve (rows written before they were recorded: wall seconds)."""
+    return row["solved_cpu_s"] if row.get("solved_cpu_s") is not None else row["solved_s"]
+
+
 def _find(rows, task, k, model):
     return next((r for r in rows if r["task"] == task and r["log2_length"] == k
                  and r["model"] == model), None)
@@ -361,7 +399,8 @@ def plot(rows: list[dict], args, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = dict(zip(MODELS, ["tab:gray", "tab:cyan", "tab:blue", "tab:orange", "tab:green"]))
+    colors = dict(zip(MODELS, ["tab:blue", "tab:gray", "tab:cyan", "tab:purple", "tab:orange",
+                              "tab:green"]))
     fig, axes = plt.subplots(len(args.tasks), len(args.lengths), squeeze=False,
                              figsize=(3.2 * len(args.lengths), 2.8 * len(args.tasks)))
     for i, task in enumerate(args.tasks):

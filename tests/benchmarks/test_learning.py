@@ -21,7 +21,8 @@ def _rows(out: Path) -> list[dict]:
 
 
 def test_every_model_and_task_runs_and_parallel_jobs_match_one_process(tmp_path):
-    assert learning.main(_TOY + ["--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
+    assert learning.main(_TOY + ["--out", str(tmp_path / "one"), "--jobs", "1",
+                                 "--models", *learning.MODELS]) == 0
     one = _rows(tmp_path / "one")
     assert len(one) == len(learning.TASKS) * len(learning.MODELS)
     assert all(r["steps"] == 4 and len(r["curve_errors"]) == 3 for r in one)  # steps 0, 2, 4
@@ -46,6 +47,21 @@ def test_models_get_the_options_sparsemix_train_uses_for_the_task():
         for block in model.blocks:
             weight = block.mix_norm.weight.detach()
             assert torch.equal(weight, torch.full_like(weight, cfg.mix_gain))
+
+
+def test_the_default_paramixer_is_sparsemix_trains_and_steps_hold_the_tokens_fixed():
+    from sparsemix.train import TrainConfig
+
+    for task in learning.TASKS:
+        cfg = TrainConfig(task=task).resolve_task_defaults()
+        model = learning.build("paramixer", task, 16, 8, "mean")
+        assert {b.mix_mode for b in model.blocks} == {cfg.mix_mode}
+    assert {learning.build("paramixer", t, 16, 8, "mean").blocks[0].mix_mode
+            for t in learning.TASKS} == {"sum", "average"}  # the tasks' defaults differ
+    args = learning.parse_args([])
+    assert args.models == ["paramixer", "transformer"] and args.lengths == [9, 10, 11]
+    assert [learning.batch_for(args, 2 ** k) for k in (7, 9, 10, 11)] == [32, 32, 16, 8]
+    assert learning.batch_for(learning.parse_args(["--tokens", "0"]), 2 ** 11) == 32
 
 
 def test_generalise_trains_short_and_tests_every_length(tmp_path):
