@@ -50,15 +50,15 @@ def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tens
     num, hidden_dim, slots = len(factors), factors[0].hidden_channels, factors[0].num_slots
     w1 = torch.cat([first.weight for first, _ in layers])  # M x [h, F] -> [M*h, F]
     b1 = torch.cat([first.bias for first, _ in layers])  # [M*h]
-    w2 = torch.stack([last.weight for _, last in layers]).transpose(1, 2)  # [M, K, h] -> [M, h, K]
-    b2 = torch.stack([last.bias for _, last in layers]).unsqueeze(1)  # [M, 1, K]
+    w2 = torch.stack([last.weight for _, last in layers])  # M x [K, h] -> [M, K, h] (nn.Linear's layout)
+    b2 = torch.stack([last.bias for _, last in layers])  # [M, K]
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.size(-1))  # [*, N, F] -> [R, F]
     # Autocast and mixed dtypes need autocast's casts; under torch.compile the compiler fuses the plain
     # form itself (and its tracer rejects the out= writes into chunk views).
     if (torch.is_autocast_enabled(x.device.type) or len({x.dtype, w1.dtype}) != 1
             or torch.compiler.is_compiling()):
-        out = _unchunked(x2, w1, b1, w2, b2, num, hidden_dim)
+        out = _unchunked(x2, w1, b1, w2.transpose(1, 2), b2.unsqueeze(1), num, hidden_dim)
     else:
         out = _StackedMLP.apply(x2, w1, b1, w2, b2)  # [M, R, K]
     return [o.reshape(*lead, slots) for o in out.unbind(0)]  # M x [R, K] -> M x [*, N, K]
@@ -66,6 +66,7 @@ def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tens
 
 def _unchunked(x2: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, num: int, hidden_dim: int
                ) -> Tensor:
+    """``w2``: [M, h, K], ``b2``: [M, 1, K]."""
     hidden = F.gelu(F.linear(x2, w1, b1))  # [R, M*h], one GEMM
     hidden = hidden.reshape(-1, num, hidden_dim).transpose(0, 1)  # [R, M*h] -> [M, R, h]
     # Under autocast hidden may be bf16 while the parameters are fp32: multiply in hidden's dtype.
@@ -78,20 +79,33 @@ def _chunks(rows: int, hidden_width: int):
 
 
 class _StackedMLP(torch.autograd.Function):
-    """out[m] = GELU(x W1^T + b1)[:, m*h:(m+1)*h] W2[m] + b2[m], row chunk by row chunk; saves only inputs."""
+    """out[m] = GELU(x W1^T + b1)[:, m*h:(m+1)*h] W2[m]^T + b2[m], row chunk by row chunk; saves only
+    inputs. ``W2``: [M, K, h].
+
+    Every product is arranged so the BLAS sees the hidden chunk's rows as the long, unit-stride side
+    (the second layer computed transposed, [M, K, r], then copied into [M, r, K] while in cache; the
+    hidden gradient written straight into its [r, M*h] buffer), and every intermediate lives in a
+    buffer allocated once per call: on the natural [M, r, h] x [M, h, K] form the BLAS ran at a
+    fifth of its speed (K ~ 11 columns, row stride M*h), and fresh chunk-sized allocations page-fault
+    (benchmarks/mlp_gemm.py)."""
 
     @staticmethod
     def forward(ctx, x2: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) -> Tensor:
-        num, hidden_dim, slots = w2.shape
+        num, slots, hidden_dim = w2.shape
         rows = x2.size(0)
         out = x2.new_empty(num, rows, slots)
-        buf = x2.new_empty(min(rows, max(1, CHUNK_ELEMENTS // w1.size(0))), w1.size(0))  # reused
-        w1t = w1.t()
+        step = min(rows, max(1, CHUNK_ELEMENTS // w1.size(0)))
+        buf = x2.new_empty(step, w1.size(0))  # hidden chunk [r, M*h], reused
+        out_t = x2.new_empty(num, slots, step)  # the second layer's chunk, transposed [M, K, r]
+        w1t, b2c = w1.t(), b2.unsqueeze(2)  # [F, M*h], [M, K, 1]
         for s, e in _chunks(rows, w1.size(0)):
-            h = buf[:e - s]
+            r = e - s
+            h = buf[:r]
             torch.addmm(b1, x2[s:e], w1t, out=h)  # [r, M*h]
             torch.ops.aten.gelu_(h)
-            torch.baddbmm(b2, h.view(e - s, num, hidden_dim).transpose(0, 1), w2, out=out[:, s:e])
+            h_t = h.view(r, num, hidden_dim).permute(1, 2, 0)  # [r, M*h] -> [M, h, r]
+            torch.baddbmm(b2c, w2, h_t, out=out_t[:, :, :r])  # [M, K, h] x [M, h, r] -> [M, K, r]
+            out[:, s:e].copy_(out_t[:, :, :r].transpose(1, 2))  # -> [M, r, K]
         ctx.save_for_backward(x2, w1, b1, w2)
         return out
 
@@ -99,24 +113,26 @@ class _StackedMLP(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_out: Tensor):
         x2, w1, b1, w2 = ctx.saved_tensors
-        num, hidden_dim, slots = w2.shape
+        num, slots, hidden_dim = w2.shape
         g = grad_out.contiguous()  # [M, R, K]
         gx = torch.empty_like(x2)
         gw1, gb1 = torch.zeros_like(w1), torch.zeros_like(b1)
-        gw2 = torch.zeros_like(w2)
-        w2t = w2.transpose(1, 2)  # [M, K, h]
+        gw2 = torch.zeros_like(w2)  # [M, K, h]
+        step = min(x2.size(0), max(1, CHUNK_ELEMENTS // w1.size(0)))
+        pre_buf, h_buf, gh_buf = (x2.new_empty(step, w1.size(0)) for _ in range(3))  # [r, M*h]
         for s, e in _chunks(x2.size(0), w1.size(0)):
             r = e - s
-            pre = torch.addmm(b1, x2[s:e], w1.t())  # [r, M*h], recomputed
-            h = F.gelu(pre).view(r, num, hidden_dim).transpose(0, 1)  # [M, r, h]
+            pre, h, gh = pre_buf[:r], h_buf[:r], gh_buf[:r]
+            torch.addmm(b1, x2[s:e], w1.t(), out=pre)  # [r, M*h], recomputed
+            torch.ops.aten.gelu.out(pre, out=h)
             gc = g[:, s:e]  # [M, r, K]
-            gw2.baddbmm_(h.transpose(1, 2), gc)  # [M, h, r] x [M, r, K]
-            gh = torch.bmm(gc, w2t).transpose(0, 1).reshape(r, num * hidden_dim)  # [M, r, h] -> [r, M*h]
-            gpre = torch.ops.aten.gelu_backward(gh, pre)
-            gw1.addmm_(gpre.t(), x2[s:e])
-            gb1.add_(gpre.sum(0))
-            torch.mm(gpre, w1, out=gx[s:e])
-        gb2 = g.sum(1, keepdim=True)  # [M, 1, K]
+            gw2.baddbmm_(gc.transpose(1, 2), h.view(r, num, hidden_dim).transpose(0, 1))  # [M,K,r]x[M,r,h]
+            torch.bmm(gc, w2, out=gh.view(r, num, hidden_dim).transpose(0, 1))  # [M,r,K]x[M,K,h] into [r, M*h]
+            torch.ops.aten.gelu_backward.grad_input(gh, pre, grad_input=gh)  # in place: d/d pre
+            gw1.addmm_(gh.t(), x2[s:e])
+            gb1.add_(gh.sum(0))
+            torch.mm(gh, w1, out=gx[s:e])
+        gb2 = g.sum(1)  # [M, K]
         return gx, gw1, gb1, gw2, gb2
 
 
