@@ -113,7 +113,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=["paramixer", "transformer"], choices=list(MODELS),
                    help="default: paramixer (sparsemix train's default model for the task) and "
                         "transformer")
-    p.add_argument("--pooling", default="mean", choices=["mean", "flatten"])
+    p.add_argument("--pooling", default="mean", choices=["mean", "cls", "flatten"],
+                   help="mean (default), cls (a learned vector prepended to every sequence; its "
+                        "output is pooled) or flatten (fixed length only: the paper's head)")
     p.add_argument("--max-steps", type=int, default=1200,
                    help="step budget per run; the cosine schedule decays over it (default: 1200)")
     p.add_argument("--budget-s", type=float, default=0.0,
@@ -171,6 +173,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--lengths are exponents >= 2")
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
+    if args.generalise and args.pooling == "flatten":
+        p.error("--pooling flatten needs one fixed length; --generalise trains on variable lengths")
     return args
 
 
@@ -189,7 +193,7 @@ def run_generalise(args, task: str, name: str) -> dict:
     dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     longest, train_max = 2 ** max(args.test_lengths), 2 ** args.train_max
-    model = build(name, task, longest, args.channels, "mean", GENERALISE[name][task]).to(dev)
+    model = build(name, task, longest, args.channels, args.pooling, GENERALISE[name][task]).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, args.max_steps, min(args.warmup_steps, args.max_steps // 2)))
@@ -209,6 +213,7 @@ def run_generalise(args, task: str, name: str) -> dict:
         errors[str(k)] = error_pct(task, model, x.to(dev), y.to(dev), max(1, 2 ** 13 // 2 ** k))
     return {"kind": "generalise", "task": task, "model": name, "steps": args.max_steps,
             "train_max": train_max, "errors": errors, "options": GENERALISE[name][task],
+            "pooling": args.pooling,
             "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
             "wall_s": round(time.perf_counter() - t0, 1), "load_avg_1m": round(os.getloadavg()[0], 2),
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -473,7 +478,7 @@ def generalise_markdown(rows: list[dict], args, meta: dict) -> str:
              f"batches (no padding for the Paramixer) of lengths <= 2^{args.train_max} (LogNormal "
              f"around 2^{args.train_max}/8, as `sparsemix train --task order-varlen`), the same "
              f"batches for every model, AdamW lr {args.lr:g} (warm-up {args.warmup_steps}, cosine "
-             f"to 0), C = {args.channels}, mean pooling; then test error % on {args.test_size} "
+             f"to 0), C = {args.channels}, {args.pooling} pooling; then test error % on {args.test_size} "
              f"fixed-length sequences at each N (solved: <= {SOLVED_ERROR_PCT:g} %).", "",
              "| task | model | options | " + " | ".join(f"N = {t}" for t in tests)
              + " | train (CPU s) |", "|---" * (len(tests) + 4) + "|"]

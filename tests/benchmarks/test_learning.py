@@ -6,6 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import learning  # noqa: E402
+import pytest  # noqa: E402
 import torch  # noqa: E402
 
 _TOY = ["--lengths", "4", "--max-steps", "4", "--eval-every", "2", "--val-size", "8",
@@ -79,3 +80,15 @@ def test_generalise_trains_short_and_tests_every_length(tmp_path):
     assert model.embed.positions is None and all(b.wrap_gate is not None for b in model.blocks)
     assert "| order | paramixer-average |" in (out / "generalise.md").read_text()
     assert (out / "generalise.png").stat().st_size > 0
+    with pytest.raises(SystemExit):  # one fixed length only
+        learning.parse_args(["--generalise", "--pooling", "flatten"])
+
+
+def test_generalise_with_a_cls_vector(tmp_path):
+    assert learning.main(["--generalise", "--pooling", "cls", "--train-max", "6", "--test-lengths", "7",
+                          "--max-steps", "1", "--batch-size", "2", "--test-size", "2",
+                          "--warmup-steps", "1", "--jobs", "1", "--no-progress", "--tasks", "order",
+                          "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "generalise.json").read_text())["rows"]
+    assert {r["pooling"] for r in rows} == {"cls"} and len(rows) == len(learning.GENERALISE)
+    assert "cls pooling" in (tmp_path / "generalise.md").read_text()
