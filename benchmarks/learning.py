@@ -1,29 +1,35 @@
-"""Learning speed on the synthetic tasks: how many optimiser steps (and seconds) each model needs.
+"""Learning speed on the synthetic tasks: how many optimiser steps (and CPU seconds) each model needs.
 
-Trains the paper's Paramixer block, the improved Paramixer model (pre-norm encoder layers), the
-dense Transformer and CDIL-CNN on Temporal Order and Adding at N = 2^7 ... 2^12, side by side:
-every model sees the same training batches in the same order (batch ``s`` is generated from seed
+By default trains ``sparsemix train``'s default Paramixer (``paramixer``: the task's own mixing,
+averaged on Adding, summed on Order) and the dense Transformer on Temporal Order and Adding at
+N = 2^9 ... 2^11; ``--models`` adds the paper's block (``paramixer-paper``), the encoder with a
+fixed mixing (``paramixer-encoder``: summed, ``paramixer-average``: averaged) and CDIL-CNN. Every
+model sees the same training batches in the same order (batch ``s`` is generated from seed
 ``seed + s``, fresh data every step) and is evaluated every ``--eval-every`` steps on the same fixed
 validation set. A run stops when it is solved (validation accuracy >= 99 % on Order, error <= 1 %
-on Adding, i.e. 99 % of predictions within 0.04) or when its step or time budget is spent.
+on Adding, i.e. 99 % of predictions within 0.04) or when its step budget (or an optional CPU-time
+cap) is spent.
 
-Reports, per task and N: steps and seconds to solve, and the validation error at fixed step
+Reports, per task and N: steps and CPU seconds to solve, and the validation error at fixed step
 budgets. Writes ``<out>/learning.json``, ``learning.md``, ``learning-curves.png`` (error vs steps,
 one panel per N) and ``learning-steps.png`` (steps to solve vs N). The machine's load average and
-the process's CPU time are recorded beside the wall time (the default run was measured on a shared
-2-core CPU).
+the process's CPU time are recorded beside the wall time. ``--generalise`` instead trains on
+variable-length batches no longer than 2^9 and tests at 2^9, 2^12 and 2^14
+(``generalise.json``, ``.md``, ``.png``).
 
-Every model: width C = 32, mean pooling (``--pooling flatten`` for the paper's head), AdamW with a
-linear warm-up and cosine decay to 0 over the step budget, gradient clipping 1.0, batch 32; learned
-positions on Order, none on Adding (a sum over a set, as in the paper's Adding setup). Each run
-is capped on its own process's CPU time (checked every step, then a last evaluation), so two runs
-at a time on two cores (``--jobs 2``, the default) measure the same as one after the other.
+Every model: width C = 32, mean pooling (``--pooling cls`` for a CLS vector, ``flatten`` for the
+paper's head), AdamW with a linear warm-up and cosine decay to 0 over the step budget, gradient
+clipping 1.0, about ``--tokens`` tokens a step (batch min(32, 16384 / N)); the task's options from
+``sparsemix train`` (learned positions on Order, none on Adding). Runs go two at a time, one
+process and one thread each (``--jobs 2``); steps and errors do not depend on the machine's load,
+and a CPU-time cap (``--budget-s``) counts each run's own process.
 
 Examples::
 
-    python benchmarks/learning.py                      # the default run (about 45 min on 2 cores)
+    python benchmarks/learning.py                      # the default run (about 90 min on 2 cores)
     python benchmarks/learning.py --quick              # a few minutes: N = 2^7, 2^8, short budgets
-    python benchmarks/learning.py --device cuda --lengths 7 8 9 10 11 12 13 --budget-s 0
+    python benchmarks/learning.py --generalise         # trained short (<= 2^9), tested long
+    python benchmarks/learning.py --device cuda --lengths 9 10 11 12 13 --max-steps 3000
     python benchmarks/learning.py --render-only        # redraw .md/.png from learning.json
 """
 from __future__ import annotations
