@@ -114,7 +114,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", type=int, nargs="+", default=[9, 10, 11],
-                   help="log2 of the sequence lengths (default: 7 .. 12)")
+                   help="log2 of the sequence lengths (default: 9 10 11)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument("--models", nargs="+", default=["paramixer", "transformer"], choices=list(MODELS),
                    help="default: paramixer (sparsemix train's default model for the task) and "

@@ -73,8 +73,13 @@ def _unchunked(x2: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, num: 
     return torch.baddbmm(b2.to(hidden.dtype), hidden, w2.to(hidden.dtype))  # [M, R, K], one batched GEMM
 
 
+def _chunk_rows(rows: int, hidden_width: int) -> int:
+    """Rows of one chunk: about CHUNK_ELEMENTS hidden activations, at most ``rows``."""
+    return min(rows, max(1, CHUNK_ELEMENTS // hidden_width))
+
+
 def _chunks(rows: int, hidden_width: int):
-    step = max(1, CHUNK_ELEMENTS // hidden_width)
+    step = _chunk_rows(rows, hidden_width)
     return ((s, min(rows, s + step)) for s in range(0, rows, step))
 
 
@@ -94,7 +99,7 @@ class _StackedMLP(torch.autograd.Function):
         num, slots, hidden_dim = w2.shape
         rows = x2.size(0)
         out = x2.new_empty(num, rows, slots)
-        step = min(rows, max(1, CHUNK_ELEMENTS // w1.size(0)))
+        step = _chunk_rows(rows, w1.size(0))
         buf = x2.new_empty(step, w1.size(0))  # hidden chunk [r, M*h], reused
         out_t = x2.new_empty(num, slots, step)  # the second layer's chunk, transposed [M, K, r]
         w1t, b2c = w1.t(), b2.unsqueeze(2)  # [F, M*h], [M, K, 1]
@@ -118,7 +123,7 @@ class _StackedMLP(torch.autograd.Function):
         gx = torch.empty_like(x2)
         gw1, gb1 = torch.zeros_like(w1), torch.zeros_like(b1)
         gw2 = torch.zeros_like(w2)  # [M, K, h]
-        step = min(x2.size(0), max(1, CHUNK_ELEMENTS // w1.size(0)))
+        step = _chunk_rows(x2.size(0), w1.size(0))
         pre_buf, h_buf, gh_buf = (x2.new_empty(step, w1.size(0)) for _ in range(3))  # [r, M*h]
         for s, e in _chunks(x2.size(0), w1.size(0)):
             r = e - s
