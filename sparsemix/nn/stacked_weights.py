@@ -79,7 +79,7 @@ def _chunk_rows(rows: int, hidden_width: int) -> int:
 
 
 def _chunks(rows: int, hidden_width: int):
-    step = _chunk_rows(rows, hidden_width)
+    step = max(1, _chunk_rows(rows, hidden_width))  # an empty batch has no chunks, but range needs step > 0
     return ((s, min(rows, s + step)) for s in range(0, rows, step))
 
 
