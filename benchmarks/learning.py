@@ -63,8 +63,9 @@ from sparsemix.train.recipe import lr_factor  # noqa: E402
 TASKS = ("order", "adding")
 # name -> (registry model, options). Widths are shared: channels come from --channels.
 MODELS: dict[str, tuple[str, dict]] = {
-    # ``sparsemix train``'s default model for the task: mix_mode, num_heads, wrap_gate, positions
-    # and the mixing gain come from the task (averaged mixing on Adding, summed on Order)
+    # ``sparsemix train``'s default model for the task: mix_mode, num_heads, wrap_gate, positions,
+    # score scale and the mixing gain come from the task (the averaged mixing with ln n scores on
+    # both; Order without positions, its direction from the wrap gate)
     "paramixer": ("paramixer", {"block": "encoder", "num_layers": 2, "position_init": "sinusoid",
                                 "mix_init": "sum"}),
     "paramixer-paper": ("paramixer", {"block": "paper", "num_layers": 1}),

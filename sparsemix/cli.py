@@ -199,6 +199,12 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                                   "suffix sum: what comes after each element; "
                                                   "--block encoder; auto: on for tasks whose target "
                                                   "is an order, e.g. order)"),
+    (["--score-scale"], "score_scale", _str_or_auto, "the scores of --mix-mode average: {score_scale} "
+                                                     "or auto (log-length: times ln n of the "
+                                                     "element's sequence, so a score gap D weighs "
+                                                     "n^D and the share of the n - 2 unwanted "
+                                                     "elements shrinks as n grows; auto: the "
+                                                     "task's)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
                                                     "ignores positions, e.g. adding; else on)"),

@@ -29,7 +29,19 @@ ORDER_CLASSES = ["XX", "XY", "YX", "YY"]
 # Adding's target is a sum over a set: learned positions are only noise to unlearn (the paper's
 # Adding models have none), and the encoder's mixing must carry the sum's magnitude, so it starts
 # smaller than for Order (benchmarks/learning.py; docs/learning.md).
-ADDING_MODEL_DEFAULTS = {"positional": False, "mix_gain": 0.1, "mix_mode": "average"}
+# The averaged mixing selects the two marked elements with a softmax-like weight whatever N; its
+# scores times ln n make that selection sharpen as n grows, which is what carries a model trained
+# short to long sequences (docs/learning.md, section 5).
+ADDING_MODEL_DEFAULTS = {"positional": False, "mix_gain": 0.1, "mix_mode": "average",
+                         "score_scale": "log-length"}
+
+# Order's target is an order: the encoder gets its direction from the wrap gate (closed at the
+# start, the product is a suffix average, "what comes after me") instead of learned positions,
+# so nothing in the model is tied to N (the models without a gate keep their positions; see
+# TrainConfig.resolve_task_defaults). Chosen by benchmarks/learning.py: at N = 2^10 the summed
+# mixing stayed at chance where this reached 2.7 % (docs/learning.md, section 5).
+ORDER_MODEL_DEFAULTS = {"positional": False, "mix_mode": "average", "wrap_gate": True,
+                        "score_scale": "log-length"}
 
 # Splits get independent streams derived from the run seed (so val/test never overlap train's draws).
 _SPLIT_OFFSET = {"train": 0, "val": 1_000_003, "test": 2_000_029}
@@ -203,7 +215,7 @@ def build_adding(cfg: Any) -> TaskData:
                     input_dim=2, meta={"tolerance": ADDING_TOLERANCE, "name": "adding"})
 
 
-@register_task("order", extras=())
+@register_task("order", extras=(), model_defaults=ORDER_MODEL_DEFAULTS)
 def build_order(cfg: Any) -> TaskData:
     """Temporal Order at fixed length ``--length`` (default 128); 4-class classification."""
     n = _length(cfg, 128)
@@ -246,7 +258,7 @@ def build_adding_varlen(cfg: Any) -> TaskData:
                           "min_len": min_len})
 
 
-@register_task("order-varlen", extras=VARLEN_EXTRAS)
+@register_task("order-varlen", extras=VARLEN_EXTRAS, model_defaults=ORDER_MODEL_DEFAULTS)
 def build_order_varlen(cfg: Any) -> TaskData:
     """Variable-length Temporal Order: lengths as ``adding-varlen`` (``--length`` the maximum,
     default 1024), symbols and labels as ``order``; 4-class classification."""

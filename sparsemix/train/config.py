@@ -14,7 +14,7 @@ from topologies import PROTOCOLS
 from .._io import atomic_write_text
 from ..errors import RunError
 from ..models import BLOCKS, MODELS, POOLINGS, POSITION_INITS, STEMS, WEIGHTS_FROM
-from ..nn import BACKENDS, MIX_INITS, WEIGHT_MLPS, MIX_MODES
+from ..nn import BACKENDS, MIX_INITS, WEIGHT_MLPS, MIX_MODES, SCORE_SCALES
 from ..nn.kmer_embedding import MAX_K as KMER_MAX_K
 from ..tasks import TASK_OPTIONS, TASKS, Extra, TaskOptions, check_extras, load_all
 from .recipe import (DEFAULTS, ENCODER_ONLY_OFF, LEGACY_DEFAULTS, LEGACY_MIX_GAIN, LEGACY_MIX_MODE,
@@ -32,6 +32,7 @@ CONFIG_VERSION = 2
 CHOICES: dict[str, Any] = {"protocol": PROTOCOLS, "backend": BACKENDS, "pooling": POOLINGS,
                            "model": MODELS, "block": BLOCKS, "stem": STEMS,
                            "position_init": POSITION_INITS, "mix_init": MIX_INITS, "mix_mode": MIX_MODES,
+                           "score_scale": SCORE_SCALES,
                            "weights_from": WEIGHTS_FROM, "optimizer": OPTIMIZERS,
                            "scheduler": SCHEDULERS, "weight_mlp": WEIGHT_MLPS,
                            "precision": PRECISIONS}
@@ -87,7 +88,8 @@ class TrainConfig:
     mixing: bool = DEFAULTS["mixing"]
     mix_init: str = DEFAULTS["mix_init"]
     mix_mode: Optional[str] = None  # None ("auto"): the task's default (adding tasks: average)
-    wrap_gate: Optional[bool] = None  # None ("auto"): the task's default (order tasks: on)
+    wrap_gate: Optional[bool] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
+    score_scale: Optional[str] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
     weight_mlp: str = DEFAULTS["weight_mlp"]
     precision: str = DEFAULTS["precision"]  # "auto" is resolved (and saved) when a run starts
     mix_gain: Optional[float] = None  # None ("auto"): the task's default, see TASK_DEFAULTABLE
@@ -148,6 +150,11 @@ class TrainConfig:
             raise ValueError(f"--wrap-gate must be true, false or auto, got {self.wrap_gate!r}")
         if self.wrap_gate and (self.model != "paramixer" or self.block != "encoder"):
             raise ValueError("--wrap-gate true needs --model paramixer --block encoder")
+        if self.score_scale not in (None, "none") and (self.model != "paramixer"
+                                                       or self.block != "encoder"
+                                                       or self.mix_mode == "sum"):
+            raise ValueError(f"--score-scale {self.score_scale} needs --model paramixer --block "
+                             "encoder and --mix-mode average (it scales the averaged mixing's scores)")
         if not isinstance(self.mixing, bool):
             raise ValueError(f"--mixing must be true or false, got {self.mixing!r}")
         if not self.mixing and (self.model != "paramixer" or self.block != "encoder"):
@@ -188,10 +195,15 @@ class TrainConfig:
         load_all()
         recommended = TASK_OPTIONS.get(self.task, TaskOptions()).model_defaults
         encoder = self.model == "paramixer" and self.block == "encoder"
+        gate_for_positions = recommended.get("wrap_gate", False)
         for name, general in TASK_DEFAULTABLE.items():
             if getattr(self, name) is None:
                 value = recommended.get(name, general)
-                setattr(self, name, value if encoder else ENCODER_ONLY_OFF.get(name, value))
+                if not encoder:
+                    value = ENCODER_ONLY_OFF.get(name, value)
+                    if name == "positional" and gate_for_positions:
+                        value = general  # the task drops positions for the gate, which only the encoder has
+                setattr(self, name, value)
         return self
 
     # -- (de)serialisation ---------------------------------------------------------------------
@@ -215,6 +227,8 @@ class TrainConfig:
             data = {**data, "mix_mode": LEGACY_MIX_MODE}
         if "wrap_gate" not in data:  # written before the option: no encoder layer had the gate
             data = {**data, "wrap_gate": False}
+        if "score_scale" not in data:  # written before the option: scores were not scaled
+            data = {**data, "score_scale": "none"}
         if "weight_mlp" not in data:  # written before the option: one MLP per factor
             data = {**data, "weight_mlp": LEGACY_WEIGHT_MLP}
         if "precision" not in data:  # written before the option: trained in fp32

@@ -87,7 +87,7 @@ def model_options(cfg: TrainConfig, task: "TaskData | None" = None) -> dict:
                     weight_mlp=cfg.weight_mlp)
         if cfg.block == "encoder":
             opts.update(mix_init=cfg.mix_init, mix_gain=cfg.mix_gain, mix_mode=cfg.mix_mode,
-                        wrap_gate=cfg.wrap_gate)
+                        wrap_gate=cfg.wrap_gate, score_scale=cfg.score_scale)
         elif cfg.mix_init == "paper":
             opts["init"] = "paper"
         if cfg.kmer:

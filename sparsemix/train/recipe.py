@@ -47,12 +47,13 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType({
 #: (docs/learning.md, section 5); every other task keeps the summed mixing its results were
 #: measured with.
 TASK_DEFAULTABLE: Mapping[str, Any] = MappingProxyType({
-    "positional": True, "mix_gain": 0.3, "wrap_gate": False, "mix_mode": "sum", "num_heads": 4})
+    "positional": True, "mix_gain": 0.3, "wrap_gate": False, "mix_mode": "sum", "num_heads": 4,
+    "score_scale": "none"})
 
 #: Task-defaultable options of the Paramixer encoder: "auto" resolves them to these for every other
 #: model, whatever the task recommends (the Transformer's attention heads: 1).
 ENCODER_ONLY_OFF: Mapping[str, Any] = MappingProxyType({"wrap_gate": False, "mix_mode": "sum",
-                                                       "num_heads": 1})
+                                                       "num_heads": 1, "score_scale": "none"})
 
 #: Config version 1 (no ``config_version`` key) predates the encoder model: its missing fields load
 #: as these, i.e. as the model and recipe it trained.

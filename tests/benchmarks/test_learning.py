@@ -56,9 +56,12 @@ def test_the_default_paramixer_is_sparsemix_trains_and_steps_hold_the_tokens_fix
     for task in learning.TASKS:
         cfg = TrainConfig(task=task).resolve_task_defaults()
         model = learning.build("paramixer", task, 16, 8, "mean")
-        assert {b.mix_mode for b in model.blocks} == {cfg.mix_mode}
-    assert {learning.build("paramixer", t, 16, 8, "mean").blocks[0].mix_mode
-            for t in learning.TASKS} == {"sum", "average"}  # the tasks' defaults differ
+        got = {(b.mix_mode, b.score_scale, b.wrap_gate is not None) for b in model.blocks}
+        assert got == {(cfg.mix_mode, cfg.score_scale, cfg.wrap_gate)}
+        assert (model.embed.positions is not None) == cfg.positional
+    # the tasks' defaults differ: Order takes its direction from the wrap gate
+    assert {t: learning.build("paramixer", t, 16, 8, "mean").blocks[0].wrap_gate is not None
+            for t in learning.TASKS} == {"order": True, "adding": False}
     args = learning.parse_args([])
     assert args.models == ["paramixer", "transformer"] and args.lengths == [9, 10, 11]
     assert [learning.batch_for(args, 2 ** k) for k in (7, 9, 10, 11)] == [32, 32, 16, 8]

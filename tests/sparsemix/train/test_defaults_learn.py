@@ -21,13 +21,17 @@ def one_thread():
 
 def test_temporal_order_is_learned_with_the_defaults(tmp_path):
     # Only the size of the run is set here: model, optimizer and schedule are TrainConfig's
-    # defaults (encoder block, AdamW, warm-up + cosine). Temporal Order needs order, not counts:
-    # counting X and Y alone caps accuracy at 75 %.
+    # defaults (encoder block, AdamW, warm-up + cosine; Order's averaged mixing with the wrap gate
+    # and no positions). Temporal Order needs order, not counts: counting X and Y alone caps
+    # accuracy at 75 %. 128 steps measured 89.5 % (256 steps: 93.4 %; the summed mixing, the
+    # default before, 95 % here but chance at N = 2^10: docs/learning.md, section 5).
     cfg = TrainConfig(task="order", out=str(tmp_path / "order"), length=64, train_size=4096,
                       val_size=256, test_size=256, epochs=1, quiet=True, seed=0)
     results = train(cfg)
+    saved = json.loads((tmp_path / "order" / "config.json").read_text())
+    assert (saved["mix_mode"], saved["wrap_gate"], saved["positional"]) == ("average", True, False)
     assert results["steps"] == 128
-    assert results["test"]["accuracy"] >= 0.95, results["test"]
+    assert results["test"]["accuracy"] >= 0.85, results["test"]
 
 
 def test_adding_is_learned_with_the_defaults(tmp_path):

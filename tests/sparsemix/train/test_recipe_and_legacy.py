@@ -118,7 +118,10 @@ def test_auto_options_take_the_tasks_defaults_and_the_run_folder_records_them(tm
     for task in ("adding", "adding-varlen"):  # a sum over a set: no positions, a small mixing gain
         cfg = _resolved(task=task)
         assert (cfg.positional, cfg.mix_gain) == (False, 0.1)
-    assert (_resolved(task="order").positional, _resolved(task="order").mix_gain) == (True, 0.3)
+    # order: no positions for the encoder (its wrap gate gives direction); the Transformer keeps them
+    assert (_resolved(task="order").positional, _resolved(task="order").mix_gain) == (False, 0.3)
+    assert _resolved(task="order", model="transformer").positional is True
+    assert _resolved(task="order", block="paper").positional is True
     given = _resolved(task="adding", positional=True, mix_gain=0.7)  # what is given stays
     assert (given.positional, given.mix_gain) == (True, 0.7)
     cfg = TrainConfig(task="adding", out=str(tmp_path / "a"), length=16, train_size=8, val_size=8,
@@ -154,7 +157,7 @@ def test_cli_positional_auto_and_mix_gain_reach_the_model(tmp_path):
                                       "--positional", "auto", "--mix-gain", "0.5"])
     assert args.positional is None and args.mix_gain == 0.5
     cfg = TrainConfig(task="order", out=str(tmp_path / "g"), length=16, train_size=8, val_size=8,
-                      test_size=8, mix_gain=0.5)
+                      test_size=8, mix_gain=0.5, mix_mode="sum")  # the gain of the summed mixing's norm
     model = build_model(cfg, build_task("order", cfg))
     assert all(torch.equal(b.mix_norm.weight.detach(), torch.full((32,), 0.5)) for b in model.blocks)
 
@@ -199,13 +202,33 @@ def test_wrap_gate_option_reaches_the_layers_and_old_configs_load_without_it(tmp
         TrainConfig(task="order", out="x", wrap_gate=True, block="paper").validate()
 
 
+def test_score_scale_option_reaches_the_layers_and_old_configs_load_without_it(tmp_path):
+    from sparsemix.cli import build_parser
+    from sparsemix.tasks import build_task
+    from sparsemix.train.inference import build_model
+
+    assert build_parser().parse_args(["train", "--task", "order", "--out", "x", "--score-scale",
+                                      "log-length"]).score_scale == "log-length"
+    cfg = TrainConfig(task="order", out=str(tmp_path / "s"), length=16, train_size=8, val_size=8,
+                      test_size=8, mix_mode="average", score_scale="log-length")
+    layers = build_model(cfg, build_task("order", cfg)).blocks
+    assert [b.score_scale for b in layers] == ["log-length"] * len(layers)
+    data = cfg.to_dict()
+    del data["score_scale"]
+    assert TrainConfig.from_dict(data).score_scale == "none"
+    with pytest.raises(ValueError, match="^--score-scale log-length needs --model paramixer"):
+        TrainConfig(task="order", out="x", mix_mode="sum", score_scale="log-length").validate()
+    with pytest.raises(ValueError, match="^--score-scale must be one of none, log-length"):
+        TrainConfig(task="order", out="x", mix_mode="average", score_scale="ln").validate()
+
+
 def test_auto_mixing_options_per_task_and_model():
     """The adding tasks get the averaged mixing with 4 score heads; the Transformer keeps 1
     attention head and no encoder option, whatever the task recommends."""
     for task, model, block, want in [
             ("adding", "paramixer", "encoder", ("average", 4, False)),
             ("adding-varlen", "paramixer", "encoder", ("average", 4, False)),
-            ("order", "paramixer", "encoder", ("sum", 4, False)),
+            ("order", "paramixer", "encoder", ("average", 4, True)),
             ("adding", "transformer", "encoder", ("sum", 1, False)),
             ("order", "paramixer", "paper", ("sum", 1, False))]:
         cfg = TrainConfig(task=task, out="x", model=model, block=block).resolve_task_defaults()
