@@ -184,7 +184,7 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                                "LayerNorm; average: a score-weighted average "
                                                "through positive factors, whose scale does not "
                                                "grow with N; auto: the task's, average for the "
-                                               "adding tasks, else sum)"),
+                                               "adding and order tasks, else sum)"),
     (["--weight-mlp"], "weight_mlp", str, "how a Paramixer block computes its factors' values: "
                                           "{weight_mlp} (per-factor: the paper's M separate MLPs; "
                                           "shared: one hidden layer for all factors, C -> h -> M*K, "
@@ -207,7 +207,9 @@ _TRAIN_OPTIONS: list[tuple[Sequence[str], str, Any, str]] = [
                                                      "task's)"),
     (["--positional"], "positional", _bool_or_auto, "learned position embedding: true, false or "
                                                     "auto (default: off for tasks whose target "
-                                                    "ignores positions, e.g. adding; else on)"),
+                                                    "ignores positions, e.g. adding, and for the "
+                                                    "encoder on order tasks, whose wrap gate gives "
+                                                    "direction; else on)"),
     (["--mix-gain"], "mix_gain", _float_or_auto, "initial gain of the encoder's LayerNorm on the "
                                                  "mixing output, or auto (default: the task's, e.g. "
                                                  "0.1 for adding tasks, else "

@@ -23,6 +23,7 @@ OWNERS = {
     "position_init": _sequence_io.POSITION_INITS,
     "mix_init": paramixer_encoder_layer.MIX_INITS,
     "mix_mode": paramixer_encoder_layer.MIX_MODES,
+    "score_scale": paramixer_encoder_layer.SCORE_SCALES,
     "weights_from": sequence_classifier.WEIGHTS_FROM,
     "optimizer": recipe.OPTIMIZERS,
     "scheduler": recipe.SCHEDULERS,

@@ -108,7 +108,10 @@ def test_what_each_model_can_take_beyond_max_len():
     check(64, positional=True)  # up to max_len: every model
     check(1000, model="transformer", positional=False)
     for kw, words in [(dict(positional=True), "learned positions"),
-                      (dict(task="order", positional=None), "learned positions"),  # auto: on
+                      # auto: the Transformer keeps positions on Order, the encoder drops them
+                      (dict(task="order", model="transformer", positional=None),
+                       "learned positions"),
+                      (dict(task="order", positional=None), "Paramixer's number of factors"),
                       (dict(positional=False), "Paramixer's number of factors"),
                       (dict(model="cdil-cnn", positional=False), "CDIL-CNN's number of layers")]:
         with pytest.raises(ValueError, match=f"--length 65 is longer than .*{words}"):
