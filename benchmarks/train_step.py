@@ -224,13 +224,23 @@ def breakdown(model: nn.Module, opt, items: list, varlen: bool, clip, cell: dict
             mixer.topology_of(u if fb is None else u.new_empty(fb.numel(), u.size(-1)), fb)
         parts["index tables"] += (time.process_time() - t0) / reps
         topo = mixer.topology_of(u, batch)
-        parts["weight MLPs"] += _fwd_bwd(lambda: mixer.factor_weights(ur), reps)
+        weight_mlps = _fwd_bwd(lambda: mixer.factor_weights(ur), reps)
+        parts["weight MLPs"] += weight_mlps
         with torch.no_grad():
             weights = mixer.factor_weights(u)
-        parts["mixing (g + factors)"] += _fwd_bwd(lambda: mixer.mix(mixer.value(ur), weights, topo), reps)
-        if hasattr(layer, "ffn"):
+        if getattr(layer, "mix_mode", "sum") == "average":
+            # softplus, gates, scores and the pass over C + H channels run inside _average with the
+            # weight MLPs: time it whole and take the weight MLPs' share out
+            parts["mixing (g + factors)"] += _fwd_bwd(lambda: layer._average(ur, batch)[0],
+                                                      reps) - weight_mlps
+            with torch.no_grad():
+                mixed = layer._average(u, batch)[0]
+        else:
+            parts["mixing (g + factors)"] += _fwd_bwd(
+                lambda: mixer.mix(mixer.value(ur), weights, topo), reps)
             with torch.no_grad():
                 mixed = mixer.mix(mixer.value(u), weights, topo)
+        if hasattr(layer, "ffn"):
 
             def mix_norm_ffn():
                 x = hr + layer.mix_norm(mixed)
@@ -350,6 +360,10 @@ def parse_args(argv):
     p.add_argument("--weight-mlp", default="", help="comma-separated Paramixer --weight-mlp "
                    "variants to time (default: the TrainConfig default only)")
     p.add_argument("--precision", default="", help="comma-separated --precision variants (fp32, bf16)")
+    p.add_argument("--mix-mode", default="", help="comma-separated Paramixer mixings to time: "
+                   "average (Order's default) and/or sum (Order's previous default: the summed "
+                   "mixing with learned positions, no wrap gate, unscaled scores; what the DNA tasks "
+                   "use)")
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                    help="skip the per-component breakdown of the Paramixer cells")
     p.add_argument("--breakdown-reps", type=int, default=3)
@@ -381,7 +395,16 @@ def parse_args(argv):
         if values and name not in fields:
             p.error(f"{opt}: this version of sparsemix has no such TrainConfig option")
         setattr(args, name, values)
+    args.mix_mode = [v for v in args.mix_mode.split(",") if v]
+    bad = [v for v in args.mix_mode if v not in MIXINGS]
+    if bad:
+        p.error(f"--mix-mode must name {' and/or '.join(MIXINGS)}, got {bad}")
     return args
+
+
+# --mix-mode: the options each mixing is built with (the rest are the task's defaults)
+MIXINGS = {"average": {"mix_mode": "average"},
+           "sum": {"mix_mode": "sum", "positional": True, "wrap_gate": False, "score_scale": "none"}}
 
 
 def variants(args) -> list[tuple[str, dict]]:
@@ -390,10 +413,11 @@ def variants(args) -> list[tuple[str, dict]]:
         if model == "transformer":
             out.append((model, {}))
             continue
-        for wm in args.weight_mlp or [None]:
-            for prec in args.precision or [None]:
-                opts = {k: v for k, v in (("weight_mlp", wm), ("precision", prec)) if v is not None}
-                out.append((model, opts))
+        for mixing in args.mix_mode or [None]:
+            for wm in args.weight_mlp or [None]:
+                for prec in args.precision or [None]:
+                    opts = {k: v for k, v in (("weight_mlp", wm), ("precision", prec)) if v is not None}
+                    out.append((model, {**MIXINGS.get(mixing, {}), **opts}))
     return out
 
 

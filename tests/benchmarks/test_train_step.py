@@ -44,10 +44,23 @@ def test_varlen_batches_draw_fresh_lengths_in_range():
     assert lengths[0] != lengths[1]  # a cache keyed by the lengths cannot hit
 
 
-def test_bad_option_exits_2(tmp_path):
+def test_mix_mode_times_both_mixings_with_their_options(tmp_path):
+    result = train_step.main(["--out", str(tmp_path), "--lengths", "32", "--tokens", "64",
+                              "--steps", "1", "--warmup", "0", "--modes", "fixed",
+                              "--models", "paramixer", "--mix-mode", "sum,average", "--no-breakdown"])
+    assert [c["options"] for c in result["cells"]] == [train_step.MIXINGS["sum"],
+                                                       train_step.MIXINGS["average"]]
+    assert all(c["tokens_per_s"] > 0 for c in result["cells"])
+    assert "| paramixer (mix_mode=average) | 32 | fixed |" in (tmp_path / "train_step.md").read_text()
+
+
+@pytest.mark.parametrize("argv, words", [(["--lengths", "abc"], "--lengths"),
+                                         (["--mix-mode", "mean"], "--mix-mode must name")])
+def test_bad_option_exits_2(tmp_path, capsys, argv, words):
     with pytest.raises(SystemExit) as err:
-        train_step.main(["--out", str(tmp_path), "--lengths", "abc"])
+        train_step.main(["--out", str(tmp_path), *argv])
     assert err.value.code == 2
+    assert words in capsys.readouterr().err
     assert not (tmp_path / "train_step.json").exists()
 
 
