@@ -178,6 +178,8 @@ class ParamixerEncoderLayer(nn.Module):
         offsets = topologies.get(protocol, max(2, 2 ** m), num_factors=m,
                                  radius=self.mixer.radius).offsets  # [M, K], before any wrap
         self.register_buffer("offsets", offsets, persistent=False)
+        self.backward_offsets = bool((offsets < 0).any())  # CDIL's; CHORD only looks ahead
+        self.same_offsets = bool((offsets == offsets[:1]).all())  # CHORD's
         self.norm2 = nn.LayerNorm(channels)
         self.ffn = nn.Sequential(nn.Linear(channels, self.ffn_channels), nn.GELU(),
                                  nn.Linear(self.ffn_channels, channels))
@@ -218,17 +220,26 @@ class ParamixerEncoderLayer(nn.Module):
         if batch is None:
             n = h.size(-2)
             pos = torch.arange(n, device=h.device)  # [N]
-            length = torch.full_like(pos, n)
+            room = n - pos  # [N]: positions from each element to its sequence's end
         else:
             pos, length = positions_in_sequence(batch)  # [T], [B]
-            length = length[batch]  # [T]
-        src = pos[None, :, None] + self.offsets[:, None, :]  # [M, N, K]: source before the wrap
-        wrapped = (src < 0) | (src >= length[None, :, None])
-        gamma = self.wrap_gate.to(h.dtype)[:, None, :]  # [M, 1, K]
+            room = length[batch] - pos  # [T]
+        # int32 and one [N, K] factor at a time: an [M, T, K] int64 table cost 150 ms a layer at
+        # T = 40k, these masks a third of that
+        pos, room = pos.int().unsqueeze(-1), room.int().unsqueeze(-1)  # [N, 1]
+        offsets = self.offsets.int()  # [M, K]
+        gamma = self.wrap_gate.to(h.dtype)  # [M, K]
         if self.mix_mode == "average":  # values stay >= 0: a closed gate is exactly 0
             gamma = gamma.clamp(min=0.0)
-        gate = torch.where(wrapped, gamma, torch.ones_like(gamma))  # [M, N, K]
-        return list(gate.unbind(0))
+        one = torch.ones((), dtype=h.dtype, device=h.device)
+        gates, wrapped = [], None
+        for off, g in zip(offsets, gamma):  # the source pos + off wraps when it leaves [0, n)
+            if wrapped is None or not self.same_offsets:  # CHORD's factors share one mask
+                wrapped = off >= room  # [N, K]
+                if self.backward_offsets:
+                    wrapped |= off < -pos
+            gates.append(torch.where(wrapped, g, one))  # [N, K]
+        return gates
 
     def forward(self, h: Tensor, batch: Optional[Tensor] = None,
                 return_weights: bool = False) -> Union[Tensor, tuple[Tensor, list[Tensor]]]:

@@ -97,6 +97,34 @@ def test_wrap_gate_closed_gives_the_suffix_sum():
     torch.testing.assert_close(out, suffix, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("protocol", ["chord", "cdil"])
+@pytest.mark.parametrize("mix_mode", ["sum", "average"])
+def test_wrap_gates_are_gamma_exactly_on_the_edges_that_leave_the_sequence(protocol, mix_mode):
+    layer = _layer(wrap_gate=True, protocol=protocol, mix_mode=mix_mode)
+    with torch.no_grad():
+        layer.wrap_gate.uniform_(-0.5, 1.0)
+    gamma = layer.wrap_gate.clamp(min=0) if mix_mode == "average" else layer.wrap_gate
+    lengths = [5, 32, 1, 13]
+    batch = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+    gates = layer.gates(torch.zeros(len(batch), 8, dtype=torch.double), batch)
+    assert len(gates) == layer.mixer.num_factors
+    wrapped_somewhere = 0
+    for m, gate in enumerate(gates):
+        t = 0
+        for n in lengths:
+            for i in range(n):
+                for k, off in enumerate(layer.offsets[m].tolist()):
+                    wraps = not 0 <= i + off < n
+                    wrapped_somewhere += wraps
+                    assert gate[t, k] == (gamma[m, k] if wraps else 1.0), (m, n, i, k)
+                t += 1
+    assert wrapped_somewhere > 0
+    fixed = layer.gates(torch.zeros(2, 13, 8, dtype=torch.double))  # [N, K], as the 13-long one
+    start = sum(lengths[:3])
+    for m in range(layer.mixer.num_factors):
+        torch.testing.assert_close(fixed[m], gates[m][start:start + 13], rtol=0, atol=0)
+
+
 def test_mixing_off_is_per_element():
     layer = _layer(mixing=False)
     x = torch.randn(1, 32, 8, dtype=torch.double)
