@@ -12,7 +12,8 @@ from torch.utils.cpp_extension import BuildExtension, CppExtension
 native = CppExtension(
     name="sparsemix._C",
     sources=["sparsemix/csrc/slot_mix.cpp"],
-    extra_compile_args=["-O3", "-fopenmp"],
+    depends=["sparsemix/csrc/slot_mix_kernels.h"],
+    extra_compile_args=["-O3", "-fopenmp", "-Wno-psabi"],  # psabi: see slot_mix_kernels.h
     extra_link_args=["-fopenmp"],
 )
 

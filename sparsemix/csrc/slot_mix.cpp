@@ -5,8 +5,11 @@
 // exactly one thread and summed in a fixed order, so results are deterministic (no atomics):
 //   slot_mix        out[b,i,:]    = sum_k w[b',i,k]        * v[b, src[i,k], :]
 //   slot_mix_grad_v gv[b,j,:]     = sum_k w[b',inv[j,k],k] * g[b, inv[j,k], :]   (transpose via inv)
+//   (residual=True adds v[b,i,:], resp. g[b,j,:]: the factor I + W in one pass)
 //   slot_mix_grad_w gw[b',i,k]    = sum_{b in b'} <g[b,i,:], v[b, src[i,k], :]>  (row dots)
 // Half types (bfloat16, float16) are read and written as such but accumulated in float.
+// The loops live in slot_mix_kernels.h, compiled for the baseline ISA and for AVX2 + FMA; the CPU
+// picks at run time (torch.ops.sparsemix.native_isa() says which ran).
 #include <Python.h>
 
 #include <ATen/Dispatch.h>
@@ -15,6 +18,8 @@
 #include <torch/library.h>
 
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -64,68 +69,60 @@ void check_range(const char* op, const int64_t* index, int64_t count, int64_t no
   }
 }
 
-// out[b,i,:] = sum_k w[b', r, k] * x[b, j, :] with j = index[i,k] and r = (weights_at_source ? j : i).
-template <typename scalar_t>
-void mix_rows(const scalar_t* x, const scalar_t* w, const int64_t* index, scalar_t* out, const Dims& d,
-              bool weights_at_source) {
-  using acc_t = acc_type<scalar_t>;
-  const int64_t rows = d.batch * d.nodes, N = d.nodes, K = d.slots, C = d.channels;
-#pragma omp parallel if (rows * K * C > kParallelWork)
-  {
-    std::vector<acc_t> acc(std::is_same_v<scalar_t, acc_t> ? 0 : C);  // per thread, half types only
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < rows; ++r) {
-      const int64_t b = r / N, i = r % N;
-      const scalar_t* wb = w + (d.wbatch == 1 ? 0 : b) * N * K;
-      const scalar_t* xb = x + b * N * C;
-      scalar_t* o = out + r * C;
-      acc_t* a;
-      if constexpr (std::is_same_v<scalar_t, acc_t>) {
-        a = o;  // full-precision types accumulate straight into the output row
-      } else {
-        a = acc.data();
-      }
-      for (int64_t c = 0; c < C; ++c) a[c] = acc_t(0);
-      for (int64_t k = 0; k < K; ++k) {
-        const int64_t j = index[i * K + k];
-        const acc_t wk = static_cast<acc_t>(wb[(weights_at_source ? j : i) * K + k]);
-        const scalar_t* xr = xb + j * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; ++c) a[c] += wk * static_cast<acc_t>(xr[c]);
-      }
-      if constexpr (!std::is_same_v<scalar_t, acc_t>) {
-        for (int64_t c = 0; c < C; ++c) o[c] = static_cast<scalar_t>(a[c]);
-      }
-    }
-  }
+namespace baseline {
+constexpr int kVecBytes = 16;  // SSE2
+#include "slot_mix_kernels.h"
+}  // namespace baseline
+
+// The same loops compiled for AVX2 + FMA (the channel blocks in 256-bit registers), used when the CPU
+// has them: the library itself stays buildable and runnable for the baseline ISA (no -march=native).
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define SPARSEMIX_AVX2 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+constexpr int kVecBytes = 32;
+#include "slot_mix_kernels.h"
+}  // namespace avx2
+#pragma GCC pop_options
+#endif
+
+// The AVX2 loops when the CPU has AVX2 and FMA, unless SPARSEMIX_NATIVE_ISA=baseline (read once: the
+// tests compare both paths on one machine).
+bool use_avx2() {
+#ifdef SPARSEMIX_AVX2
+  static const bool ok = [] {
+    const char* forced = std::getenv("SPARSEMIX_NATIVE_ISA");
+    const bool baseline = forced != nullptr && std::string(forced) == "baseline";
+    return !baseline && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  return ok;
+#else
+  return false;
+#endif
 }
 
-// gw[b',i,k] = sum over the batches b mapped to b' of <g[b,i,:], v[b, src[i,k], :]>.
+std::string native_isa() { return use_avx2() ? "avx2+fma" : "baseline"; }
+
+template <typename scalar_t>
+void mix_rows(const scalar_t* x, const scalar_t* w, const int64_t* index, scalar_t* out, const Dims& d,
+              bool weights_at_source, bool residual) {
+#ifdef SPARSEMIX_AVX2
+  if (use_avx2()) return avx2::mix_rows(x, w, index, out, d, weights_at_source, residual);
+#endif
+  baseline::mix_rows(x, w, index, out, d, weights_at_source, residual);
+}
+
 template <typename scalar_t>
 void slot_dots(const scalar_t* g, const scalar_t* v, const int64_t* src, scalar_t* gw, const Dims& d) {
-  using acc_t = acc_type<scalar_t>;
-  const int64_t rows = d.wbatch * d.nodes, N = d.nodes, K = d.slots, C = d.channels;
-  const bool shared = d.wbatch == 1;
-#pragma omp parallel for schedule(static) if (d.batch * N * K * C > kParallelWork)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t bw = r / N, i = r % N;
-    const int64_t b_lo = shared ? 0 : bw, b_hi = shared ? d.batch : bw + 1;
-    for (int64_t k = 0; k < K; ++k) {
-      const int64_t j = src[i * K + k];
-      acc_t sum = 0;
-      for (int64_t b = b_lo; b < b_hi; ++b) {  // fixed order over b: deterministic
-        const scalar_t* gr = g + (b * N + i) * C;
-        const scalar_t* vr = v + (b * N + j) * C;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < C; ++c) sum += static_cast<acc_t>(gr[c]) * static_cast<acc_t>(vr[c]);
-      }
-      gw[r * K + k] = static_cast<scalar_t>(sum);
-    }
-  }
+#ifdef SPARSEMIX_AVX2
+  if (use_avx2()) return avx2::slot_dots(g, v, src, gw, d);
+#endif
+  baseline::slot_dots(g, v, src, gw, d);
 }
 
 at::Tensor slot_mix_cpu(const at::Tensor& v, const at::Tensor& w, const at::Tensor& src,
-                        const at::Tensor& inv) {
+                        const at::Tensor& inv, bool residual) {
   const Dims d = check_inputs("sparsemix::slot_mix", v, w, src);
   TORCH_CHECK(inv.sizes() == src.sizes(), "sparsemix::slot_mix: inv must have src's shape ",
               src.sizes(), ", got ", inv.sizes());
@@ -134,19 +131,22 @@ at::Tensor slot_mix_cpu(const at::Tensor& v, const at::Tensor& w, const at::Tens
   at::Tensor out = at::empty(vc.sizes(), vc.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, vc.scalar_type(), "slot_mix", [&] {
     mix_rows<scalar_t>(vc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                       sc.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), d, false);
+                       sc.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), d, false,
+                       residual);
   });
   return out;
 }
 
-at::Tensor slot_mix_grad_v_cpu(const at::Tensor& grad, const at::Tensor& w, const at::Tensor& inv) {
+at::Tensor slot_mix_grad_v_cpu(const at::Tensor& grad, const at::Tensor& w, const at::Tensor& inv,
+                               bool residual) {
   const Dims d = check_inputs("sparsemix::slot_mix_grad_v", grad, w, inv);
   const at::Tensor gc = grad.contiguous(), wc = w.contiguous(), ic = inv.contiguous();
   check_range("sparsemix::slot_mix_grad_v", ic.const_data_ptr<int64_t>(), ic.numel(), d.nodes);
   at::Tensor out = at::empty(gc.sizes(), gc.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kBFloat16, at::kHalf, gc.scalar_type(), "slot_mix_grad_v", [&] {
     mix_rows<scalar_t>(gc.const_data_ptr<scalar_t>(), wc.const_data_ptr<scalar_t>(),
-                       ic.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), d, true);
+                       ic.const_data_ptr<int64_t>(), out.mutable_data_ptr<scalar_t>(), d, true,
+                       residual);
   });
   return out;
 }
@@ -182,10 +182,11 @@ int64_t num_threads() {
 }  // namespace
 
 TORCH_LIBRARY(sparsemix, m) {
-  m.def("slot_mix(Tensor v, Tensor w, Tensor src, Tensor inv) -> Tensor");
-  m.def("slot_mix_grad_v(Tensor grad, Tensor w, Tensor inv) -> Tensor");
+  m.def("slot_mix(Tensor v, Tensor w, Tensor src, Tensor inv, bool residual=False) -> Tensor");
+  m.def("slot_mix_grad_v(Tensor grad, Tensor w, Tensor inv, bool residual=False) -> Tensor");
   m.def("slot_mix_grad_w(Tensor grad, Tensor v, Tensor src, int w_batch) -> Tensor");
   m.def("native_threads() -> int", &num_threads);
+  m.def("native_isa() -> str", &native_isa);
 }
 
 TORCH_LIBRARY_IMPL(sparsemix, CPU, m) {

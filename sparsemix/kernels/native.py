@@ -9,7 +9,8 @@ Same math as :func:`sparsemix.kernels.slot_mix.fused_slot_mix` (whose docstring 
 
 with ``b' = b`` (or 0 when ``w`` is shared by the batch) and ``t = inv``. The C++ source is
 ``sparsemix/csrc/slot_mix.cpp``, compiled into ``sparsemix._C`` by ``setup.py`` at install time.
-Registered here: autograd (through the two gradient ops), fake kernels (so ``torch.compile`` traces
+The loops are compiled twice, for the baseline ISA and for AVX2 + FMA, and the CPU picks at run
+time (:func:`native_isa`). Registered here: autograd (through the two gradient ops), fake kernels (so ``torch.compile`` traces
 the op with ``fullgraph=True``), and dtype handling. When the library is missing ``HAS_NATIVE`` is
 False, ``NATIVE_ERROR`` says why, and the rest of sparsemix works without it.
 """
@@ -34,13 +35,21 @@ except (ImportError, OSError) as error:  # OSError: built against another torch 
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
+def native_isa() -> Optional[str]:
+    """Which build of the C++ loops runs here: ``"avx2+fma"`` (x86-64 CPUs with AVX2 and FMA) or
+    ``"baseline"`` (any other CPU, or ``SPARSEMIX_NATIVE_ISA=baseline`` in the environment before the
+    first call); ``None`` without the native op. Benchmarks record it beside their timings."""
+    return str(torch.ops.sparsemix.native_isa()) if HAS_NATIVE else None
+
+
 if HAS_NATIVE:
     @torch.library.register_fake("sparsemix::slot_mix")
-    def _slot_mix_fake(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
+    def _slot_mix_fake(v: Tensor, w: Tensor, src: Tensor, inv: Tensor,
+                       residual: bool = False) -> Tensor:
         return v.new_empty(v.shape)  # the C++ op always returns a contiguous tensor
 
     @torch.library.register_fake("sparsemix::slot_mix_grad_v")
-    def _grad_v_fake(grad: Tensor, w: Tensor, inv: Tensor) -> Tensor:
+    def _grad_v_fake(grad: Tensor, w: Tensor, inv: Tensor, residual: bool = False) -> Tensor:
         return grad.new_empty(grad.shape)
 
     @torch.library.register_fake("sparsemix::slot_mix_grad_w")
@@ -48,18 +57,19 @@ if HAS_NATIVE:
         return v.new_empty(w_batch, v.size(1), src.size(1))
 
     def _setup_context(ctx, inputs, output) -> None:
-        v, w, src, inv = inputs
+        v, w, src, inv = inputs[:4]
+        ctx.residual = inputs[4] if len(inputs) > 4 else False
         ctx.save_for_backward(v, w, src, inv)  # backward recomputes from v and w: nothing else kept
 
     def _backward(ctx, grad: Tensor):
         v, w, src, inv = ctx.saved_tensors
         grad_v = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_v = torch.ops.sparsemix.slot_mix_grad_v(grad, w, inv)
+            grad_v = torch.ops.sparsemix.slot_mix_grad_v(grad, w, inv, ctx.residual)
         if ctx.needs_input_grad[1]:  # an empty batch has empty weights (the C++ op wants >= 1)
             grad_w = (torch.ops.sparsemix.slot_mix_grad_w(grad, v, src, w.size(0)) if w.size(0)
                       else torch.zeros_like(w))
-        return grad_v, grad_w, None, None
+        return grad_v, grad_w, None, None, None
 
     torch.library.register_autograd("sparsemix::slot_mix", _backward, setup_context=_setup_context)
 
@@ -94,9 +104,11 @@ def _check(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> None:
             raise TypeError(f"{name} must be one of {[str(d) for d in DTYPES]}, got {t.dtype}")
 
 
-def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
+def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor, residual: bool = False) -> Tensor:
     r"""Apply one slot-structured sparse factor with the native kernel:
-    ``out[..., i, :] = sum_k w[..., i, k] * v[..., src[i, k], :]``.
+    ``out[..., i, :] = sum_k w[..., i, k] * v[..., src[i, k], :]`` (plus ``v[..., i, :]`` with
+    ``residual=True``: the factor :math:`\mathbf{I} + \mathbf{W}` in one pass, forward and backward,
+    without the separate addition and its [*, N, C] temporary).
 
     Deterministic (every output row is summed by one thread in a fixed order), never builds the
     [N*K, C] messages, and saves only ``v`` and ``w`` for backward.
@@ -106,6 +118,8 @@ def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
         w: weights [N, K] or [B | 1, N, K]; a 2-d or batch-1 ``w`` is shared by the batch.
         src: LongTensor [N, K], the source node of each (target, slot); each column a permutation.
         inv: LongTensor [N, K] with ``inv[src[i, k], k] == i``.
+        residual: Add ``v`` to the output (and the upstream gradient to ``v``'s gradient) inside
+            the kernel.
 
     ``v`` and ``w`` are cast to one dtype, the wider of the two (:func:`~sparsemix.kernels.mix_dtype`,
     every backend's rule, autocast or not); float32, float64, bfloat16 and float16 run natively,
@@ -123,5 +137,5 @@ def native_slot_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
     w3 = w if w.dim() == 3 else w.unsqueeze(0)  # [N, K] -> [1, N, K]: shared by the batch
     if w3.size(0) > v3.size(0):  # one sequence, per-batch weights: broadcast v (autograd sums back)
         v3 = v3.expand(w3.size(0), -1, -1)
-    out = torch.ops.sparsemix.slot_mix(v3, w3, src, inv)
+    out = torch.ops.sparsemix.slot_mix(v3, w3, src, inv, residual)
     return out if v.dim() == 3 else out.squeeze(0)

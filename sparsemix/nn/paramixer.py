@@ -245,7 +245,7 @@ class Paramixer(nn.Module):
         r""":math:`(\mathbf{I} + \mathbf{W}^{(M)}) \cdots (\mathbf{I} + \mathbf{W}^{(1)}) \mathbf{V}` for any
         number of channels (the factors' values do not depend on them)."""
         for m, (factor, w) in enumerate(zip(self.factors, weights)):
-            V = V + factor.apply_factor(V, w, topo.tables(m))
+            V = factor.apply_factor(V, w, topo.tables(m), residual=True)  # V + W^(m) V
         return V
 
     def extra_repr(self) -> str:

@@ -141,26 +141,27 @@ class SparseFactorConv(MessagePassing):
                                                                         self.num_slots))
         return (out, weights) if return_weights else out
 
-    def apply_factor(self, v: Tensor, weights: Tensor, tables: FactorTables) -> Tensor:
+    def apply_factor(self, v: Tensor, weights: Tensor, tables: FactorTables,
+                     residual: bool = False) -> Tensor:
         """Apply one factor, given as its index ``tables`` (:class:`topologies.FactorTables`, from
         ``topology.tables(m)`` of a :class:`topologies.Topology` or
         :class:`topologies.BatchedTopology`), with the weights [*, N, K] to ``v`` [*, N, C], through
         :attr:`active_backend`: the only place that dispatches. Used by
-        :class:`~sparsemix.Paramixer` for every factor."""
+        :class:`~sparsemix.Paramixer` for every factor. ``residual=True`` returns
+        :math:`(\mathbf{I} + \mathbf{W})\mathbf{v}` (one pass in the native kernel)."""
         backend = self.active_backend
+        if backend == "native" and (v.device.type == "cpu" or self.backend == "native"):
+            # (an explicit "native" on CUDA gets the op's own error; "auto" there takes the fused path)
+            return _native_mix(v, weights, tables.source, tables.inverse, residual)
         if backend == "message":
-            return self.mix(v, tables.edge_index, tables.slot, weights)
-        src = tables.source
-        if backend == "sparse":
-            return kernels.sparse_slot_mix(v, weights, src)
-        inv = tables.inverse
-        if backend == "compiled":
-            return kernels.compiled_slot_mix(v, weights, src, inv)
-        if backend == "native":
-            if v.device.type == "cpu" or self.backend == "native":  # explicit: the op's own error on CUDA
-                return _native_mix(v, weights, src, inv)
-            # auto picked the C++ op, which is CPU-only: tensors on other devices take the fused path
-        return kernels.fused_slot_mix(v, weights, src, inv, tables.shifts)  # shifts: slices, no gathers
+            out = self.mix(v, tables.edge_index, tables.slot, weights)
+        elif backend == "sparse":
+            out = kernels.sparse_slot_mix(v, weights, tables.source)
+        elif backend == "compiled":
+            out = kernels.compiled_slot_mix(v, weights, tables.source, tables.inverse)
+        else:  # fused, and native's fallback off the CPU; shifts: slices, no gathers
+            out = kernels.fused_slot_mix(v, weights, tables.source, tables.inverse, tables.shifts)
+        return v + out if residual else out
 
     def mix(self, v: Tensor, edge_index: Tensor, slot: Tensor, weights: Tensor) -> Tensor:
         """Apply the factor with given weights [*, N, K]: gather -> multiply -> scatter (PyG propagate)."""
@@ -195,10 +196,10 @@ class SparseFactorConv(MessagePassing):
                 f"hidden_channels={self.hidden_channels}, backend={self.active_backend!r})")
 
 
-def _native_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor) -> Tensor:
+def _native_mix(v: Tensor, w: Tensor, src: Tensor, inv: Tensor, residual: bool) -> Tensor:
     """The C++ op takes v [B, N, C] (or [N, C]) and w [B or 1, N, K]; map any leading dims onto that
     (the op casts both to their wider dtype, as every backend does)."""
     n, c, k = v.size(-2), v.size(-1), w.size(-1)
     v3 = v.reshape(-1, n, c)  # [*, N, C] -> [B, N, C]
     w3 = w.reshape(-1 if w.dim() > 2 else 1, n, k)  # [*, N, K] -> [B or 1, N, K]
-    return kernels.native.native_slot_mix(v3, w3, src, inv).reshape(v.shape)
+    return kernels.native.native_slot_mix(v3, w3, src, inv, residual).reshape(v.shape)

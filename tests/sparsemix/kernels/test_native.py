@@ -4,6 +4,8 @@ These tests FAIL when ``sparsemix._C`` is not built (a broken install must not p
 set ``SPARSEMIX_ALLOW_NO_NATIVE=1`` to skip them instead on a machine without a compiler.
 """
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -63,6 +65,78 @@ def test_matches_fused_and_dense(dtype, protocol, n):
     assert_close(got, fused, TOL[dtype])
     dense = run(lambda v, w: reference.factor(topo, m, w, v), v.double(), w.double(), g.double())
     assert_close([t.double() for t in got], dense, TOL[dtype])
+
+
+# Every path of the channel loop (4 vectors, 1 vector, a half vector, single channels) for float and
+# double, under AVX2 (8 / 4 lanes) and SSE2 (4 / 2 lanes), and for the weight gradient's 4-source
+# blocks (K = 11 = 2 x 4 + 3).
+CHANNELS = [1, 2, 3, 4, 5, 7, 8, 9, 12, 16, 20, 31, 32, 33, 36, 40, 64, 67]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["fp64", "fp32"])
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_every_channel_count_matches_dense(dtype, channels):
+    topo = topologies.chord(64)  # K = 7
+    m = topo.num_factors - 1
+    src, inv = topo.source_index(m), topo.inverse_index(m)
+    for shape_w in ((3, 64, topo.num_slots), (64, topo.num_slots)):  # per batch element, shared
+        v, w, g = data((3, 64, channels), shape_w, dtype, seed=channels)
+        got = run(lambda v, w: native_slot_mix(v, w, src, inv), v, w, g)
+        dense = run(lambda v, w: reference.factor(topo, m, w, v), v.double(), w.double(), g.double())
+        assert_close([t.double() for t in got], dense, TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16],
+                         ids=["fp64", "fp32", "bf16"])
+@pytest.mark.parametrize("shape_w", [(3, 100, 8), (100, 8)], ids=["w-per-batch", "w-shared"])
+def test_residual_is_identity_plus_factor(dtype, shape_w):
+    """residual=True: v + W v in the kernel's pass, and v's gradient g + W^T g."""
+    topo = topologies.chord(100)  # K = 8
+    src, inv = topo.source_index(4), topo.inverse_index(4)
+    v, w, g = data((3, 100, 36), shape_w, dtype, seed=5)
+    got = run(lambda v, w: native_slot_mix(v, w, src, inv, residual=True), v, w, g)
+    want = run(lambda v, w: v + native_slot_mix(v, w, src, inv), v, w, g)
+    tol = 1e-2 if dtype == torch.bfloat16 else TOL[dtype]  # bf16: one rounding of the sum fewer
+    assert_close([t.float() for t in got], [t.float() for t in want], tol)
+    assert got[0].dtype == dtype
+
+
+NATIVE_ISA_SCRIPT = """
+import sys, torch, topologies
+from sparsemix.kernels.native import native_isa, native_slot_mix
+topo = topologies.chord(100)
+src, inv = topo.source_index(6), topo.inverse_index(6)
+gen = torch.Generator().manual_seed(0)
+for dtype in (torch.float32, torch.float64):
+    for channels in (5, 36, 67):
+        v = torch.randn(2, 100, channels, generator=gen, dtype=dtype, requires_grad=True)
+        w = torch.randn(2, 100, topo.num_slots, generator=gen, dtype=dtype, requires_grad=True)
+        out = native_slot_mix(v, w, src, inv)
+        out.backward(torch.randn(out.shape, generator=gen, dtype=dtype))
+        torch.save((out.detach(), v.grad, w.grad), f"{sys.argv[1]}/{dtype}-{channels}.pt")
+print(native_isa())
+"""
+
+
+def test_baseline_and_avx2_builds_agree(tmp_path):
+    """The loops are compiled for SSE2 and for AVX2 + FMA; SPARSEMIX_NATIVE_ISA=baseline forces the
+    first. Both give the same results up to rounding (FMA rounds once where SSE2 rounds twice)."""
+    isas = {}
+    for isa in ("baseline", "auto"):
+        out = tmp_path / isa
+        out.mkdir()
+        env = {**os.environ, "SPARSEMIX_NATIVE_ISA": isa}
+        done = subprocess.run([sys.executable, "-c", NATIVE_ISA_SCRIPT, str(out)], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        isas[isa] = done.stdout.strip()
+    assert isas["baseline"] == "baseline"
+    assert isas["auto"] in ("baseline", "avx2+fma")
+    files = sorted(p.name for p in (tmp_path / "baseline").iterdir())
+    assert len(files) == 6
+    for name in files:
+        base, auto = torch.load(tmp_path / "baseline" / name), torch.load(tmp_path / "auto" / name)
+        assert_close(auto, base, TOL[base[0].dtype])
 
 
 @pytest.mark.parametrize("n", [1, 13, 1024])

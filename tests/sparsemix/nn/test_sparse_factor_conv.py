@@ -146,6 +146,25 @@ def test_every_backend_applies_the_same_factor(backend, protocol):
     assert torch.allclose(out, R.factor(topo, m, conv.mlp(v), v), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("backend", ["message", *FAST])
+@pytest.mark.parametrize("shared_w", [False, True], ids=["w-per-batch", "w-shared"])
+def test_residual_applies_identity_plus_factor(backend, shared_w):
+    """apply_factor(..., residual=True) is (I + W) v, forward and backward, on every backend (the
+    native kernel adds v inside its pass, the others after)."""
+    topo, _ = make("cdil", 13)
+    conv = SparseFactorConv(4, topo.num_slots, hidden_channels=6, backend=backend).double()
+    m = 1
+    gen = torch.Generator().manual_seed(2)
+    v = torch.randn(2, 13, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    w_shape = (13, topo.num_slots) if shared_w else (2, 13, topo.num_slots)
+    w = torch.randn(*w_shape, dtype=torch.float64, generator=gen, requires_grad=True)
+    want = v + R.factor(topo, m, w, v)
+    got = conv.apply_factor(v, w, topo.tables(m), residual=True)
+    g = torch.randn(want.shape, dtype=torch.float64, generator=gen)
+    for a, b in zip([got, *torch.autograd.grad(got, (v, w), g)], [want, *torch.autograd.grad(want, (v, w), g)]):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
 def test_fast_backend_rejects_edges_outside_the_slot_layout():
     topo, _ = make("chord", 8)
     conv = SparseFactorConv(4, topo.num_slots, backend="fused").double()
@@ -179,11 +198,12 @@ def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
 
     seen = []
 
-    def fake_native_slot_mix(v, w, src, inv):
+    def fake_native_slot_mix(v, w, src, inv, residual):
         assert v.dim() == 3 and w.dim() == 3 and w.size(0) in (1, v.size(0))  # op casts dtypes
         assert src.shape == inv.shape == (v.size(1), w.size(2))
-        seen.append((tuple(v.shape), tuple(w.shape)))
-        return kernels.fused_slot_mix(v, w, src, inv)
+        seen.append((tuple(v.shape), tuple(w.shape), residual))
+        out = kernels.fused_slot_mix(v, w, src, inv)
+        return v + out if residual else out
 
     monkeypatch.setattr(kernels, "HAS_NATIVE", True)
     monkeypatch.setattr(kernels, "native", types.SimpleNamespace(native_slot_mix=fake_native_slot_mix))
@@ -194,7 +214,10 @@ def test_native_wiring_passes_the_op_its_shapes(monkeypatch):
     v = torch.randn(2, 3, 13, 4, dtype=torch.float64)
     w = torch.randn(2, 3, 13, topo.num_slots).float()  # mixed dtypes: the op promotes them
     out = conv.apply_factor(v, w, topo.tables(2))
-    assert out.shape == v.shape and seen == [((6, 13, 4), (6, 13, topo.num_slots))]
+    assert out.shape == v.shape and seen == [((6, 13, 4), (6, 13, topo.num_slots), False)]
     assert torch.allclose(out, R.factor(topo, 2, w.double(), v), rtol=1e-10, atol=1e-12)
+    out = conv.apply_factor(v, w, topo.tables(2), residual=True)
+    assert seen[-1][2] is True
+    assert torch.allclose(out, v + R.factor(topo, 2, w.double(), v), rtol=1e-10, atol=1e-12)
     conv.apply_factor(v[0, 0], w[0, 0], topo.tables(2))  # unbatched: w [N, K] is shared, [1, N, K] for the op
-    assert seen[-1] == ((1, 13, 4), (1, 13, topo.num_slots))
+    assert seen[-1] == ((1, 13, 4), (1, 13, topo.num_slots), False)
