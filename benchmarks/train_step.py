@@ -7,7 +7,9 @@ i.e. the model registry) for Temporal Order tokens. Every cell takes about ``--t
 fixed length (B = tokens / N sequences of N) and variable length (every step a fresh set of lengths
 drawn uniformly in [N/2, N] until the tokens are reached, so a cache keyed by the lengths cannot hit).
 Each cell: ``--warmup`` steps, then the median of ``--steps`` steps, wall time and process CPU time,
-with /proc/loadavg read before and after (the machine may be shared: the figures say so).
+with /proc/loadavg read before and after (the machine may be shared: the figures say so). The models
+of one (N, mode) take their steps in turns (step i of each, then step i + 1), so the ratios between
+them are measured over the same minutes.
 
 For the Paramixer cells a breakdown in process CPU seconds (steadier than wall time on a shared
 machine): the step's own phases (data building, forward, backward, clipping + optimizer) timed
@@ -39,6 +41,7 @@ import torch
 from torch import nn
 
 from torch_geometric.nn import global_mean_pool
+from sparsemix.kernels.native import native_isa
 from sparsemix.tasks import build_task
 from sparsemix.tasks.synthetic import temporal_order
 from sparsemix.train.config import TrainConfig
@@ -74,6 +77,7 @@ def cpu_model() -> str:
 def machine(threads: int) -> dict:
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": threads,
             "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "native_isa": native_isa(),
             "python": platform.python_version(), "loadavg_start": loadavg()}
 
 
@@ -146,37 +150,52 @@ def sdpa_kernel(model: nn.Module, items: list, varlen: bool) -> str:
     return "unknown"
 
 
-def time_cell(model_name: str, n: int, tokens: int, varlen: bool, args, options: dict) -> dict:
-    torch.manual_seed(0)
-    model, opt, cfg = build(model_name, n, options)
-    model.train()
+def time_cells(variants_: list[tuple[str, dict]], n: int, tokens: int, varlen: bool, args) -> list[dict]:
+    """Every variant at one (N, mode), their steps interleaved: step i of every model runs before step
+    i + 1 of any, so a slow minute of this shared host slows all models alike and the ratios stay
+    comparable (run one after another, one model's median moved 30 % between runs of the same code)."""
+    cells = []
+    for model_name, options in variants_:
+        torch.manual_seed(0)
+        model, opt, cfg = build(model_name, n, options)
+        model.train()
+        precision = options.get("precision")
+        cells.append({"model_name": model_name, "options": options, "model": model, "opt": opt,
+                      "cfg": cfg, "autocast": torch.bfloat16 if precision == "bf16" else None,
+                      "walls": [], "cpus": [], "phases": {}, "toks": []})
     batches = step_batches(n, tokens, varlen, args.warmup + args.steps, seed=1 + varlen)
-    precision = options.get("precision")
-    autocast = torch.bfloat16 if precision == "bf16" else None
     load_before = loadavg()
-    walls, cpus, phases, toks = [], [], {}, []
     for i, items in enumerate(batches):
-        w0, c0 = time.perf_counter(), time.process_time()
-        train_step(model, opt, items, varlen, cfg.clip_grad, phases if i >= args.warmup else None,
-                   autocast)
-        w1, c1 = time.perf_counter(), time.process_time()
-        if i >= args.warmup:
-            walls.append(w1 - w0)
-            cpus.append(c1 - c0)
-            toks.append(sum(len(x) for x, _ in items))
-    wall, cpu = statistics.median(walls), statistics.median(cpus)
-    tok = statistics.median(toks)
-    cell = {"model": model_name, "options": options, "length": n, "mode": "varlen" if varlen else "fixed",
-            "sequences": statistics.median(len(b) for b in batches[args.warmup:]),
-            "tokens_per_step": tok, "step_s": wall, "cpu_s": cpu, "steps_s": walls, "cpu_steps_s": cpus,
-            "tokens_per_s": tok / wall, "loadavg_before": load_before, "loadavg_after": loadavg(),
-            "phases_s": {k: statistics.median(v) for k, v in phases.items()},
-            "parameters": sum(p.numel() for p in model.parameters())}
-    if model_name == "transformer":
-        cell["sdpa_kernel"] = sdpa_kernel(model, batches[0], varlen)
-    elif args.breakdown:
-        cell["breakdown_s"] = breakdown(model, opt, batches[-1], varlen, cfg.clip_grad, cell, args)
-    return cell
+        for c in cells:
+            timed = i >= args.warmup
+            w0, c0 = time.perf_counter(), time.process_time()
+            train_step(c["model"], c["opt"], items, varlen, c["cfg"].clip_grad,
+                       c["phases"] if timed else None, c["autocast"])
+            w1, c1 = time.perf_counter(), time.process_time()
+            if timed:
+                c["walls"].append(w1 - w0)
+                c["cpus"].append(c1 - c0)
+                c["toks"].append(sum(len(x) for x, _ in items))
+    load_after = loadavg()
+    out = []
+    for c in cells:
+        wall, cpu, tok = (statistics.median(c[k]) for k in ("walls", "cpus", "toks"))
+        model = c["model"]
+        cell = {"model": c["model_name"], "options": c["options"], "length": n,
+                "mode": "varlen" if varlen else "fixed",
+                "sequences": statistics.median(len(b) for b in batches[args.warmup:]),
+                "tokens_per_step": tok, "step_s": wall, "cpu_s": cpu, "steps_s": c["walls"],
+                "cpu_steps_s": c["cpus"], "tokens_per_s": tok / wall, "loadavg_before": load_before,
+                "loadavg_after": load_after,
+                "phases_s": {k: statistics.median(v) for k, v in c["phases"].items()},
+                "parameters": sum(p.numel() for p in model.parameters())}
+        if c["model_name"] == "transformer":
+            cell["sdpa_kernel"] = sdpa_kernel(model, batches[0], varlen)
+        elif args.breakdown:
+            cell["breakdown_s"] = breakdown(model, c["opt"], batches[-1], varlen, c["cfg"].clip_grad,
+                                            cell, args)
+        out.append(cell)
+    return out
 
 
 # ---- breakdown -------------------------------------------------------------------------------------
@@ -280,12 +299,13 @@ def markdown(result: dict) -> str:
     lines = ["# One training step: the default model against the Transformer", "",
              f"Command: `{result['command']}`", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} thread(s), torch {m['torch']} "
-             f"(CPU capability {m['cpu_capability']}); load average at the start "
-             f"{m['loadavg_start']}. The machine is shared: every row gives the 1-minute load average "
-             "before and after its cell.", "",
+             f"(CPU capability {m['cpu_capability']}, native kernel {m.get('native_isa')}); load "
+             f"average at the start {m['loadavg_start']}. The machine is shared: every row gives the "
+             "1-minute load average before and after its (N, mode).", "",
              f"~{result['tokens']} tokens a step; median of {result['steps']} steps after "
              f"{result['warmup']} warm-up step(s); forward, backward, clip, AdamW and the batch's "
-             "collation, as `sparsemix train` runs them.", "",
+             "collation, as `sparsemix train` runs them. The models of one N and mode take their "
+             "steps in turns, so their ratios come from the same minutes.", "",
              "tokens/CPU-s divides by the process's CPU time instead of wall time: on a loaded "
              "machine it is the steadier figure (a process that waits for a core loses wall time, "
              "not CPU time). Ratios are Paramixer / Transformer at the same N and mode.", "",
@@ -434,8 +454,7 @@ def main(argv=None) -> dict:
               "warmup": args.warmup, "cells": []}
     for n in args.lengths:
         for mode in args.modes:
-            for model_name, options in variants(args):
-                cell = time_cell(model_name, n, args.tokens, mode == "varlen", args, options)
+            for cell in time_cells(variants(args), n, args.tokens, mode == "varlen", args):
                 result["cells"].append(cell)
                 print(f"{variant_name(cell):40s} N={n:6d} {mode:6s} {cell['tokens_per_s'] / 1e3:8.1f}k "
                       f"tokens/s  step {cell['step_s']:.3f} s  load {cell['loadavg_after']}",
