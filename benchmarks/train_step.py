@@ -44,6 +44,7 @@ from torch_geometric.nn import global_mean_pool
 from sparsemix.kernels.native import native_isa
 from sparsemix.tasks import build_task
 from sparsemix.tasks.synthetic import temporal_order
+from sparsemix.train import keep_freed_memory
 from sparsemix.train.config import TrainConfig
 from sparsemix.train.data import collate
 from sparsemix.train.inference import build_model, forward, loss_sum
@@ -299,7 +300,8 @@ def markdown(result: dict) -> str:
     lines = ["# One training step: the default model against the Transformer", "",
              f"Command: `{result['command']}`", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} thread(s), torch {m['torch']} "
-             f"(CPU capability {m['cpu_capability']}, native kernel {m.get('native_isa')}); load "
+             f"(CPU capability {m['cpu_capability']}, native kernel {m.get('native_isa')}, freed "
+             f"memory kept for the next step: {m.get('keep_freed_memory', False)}); load "
              f"average at the start {m['loadavg_start']}. The machine is shared: every row gives the "
              "1-minute load average before and after its (N, mode).", "",
              f"~{result['tokens']} tokens a step; median of {result['steps']} steps after "
@@ -386,6 +388,10 @@ def parse_args(argv):
                    "average (Order's default) and/or sum (Order's previous default: the summed "
                    "mixing with learned positions, no wrap gate, unscaled scores; what the DNA tasks "
                    "use)")
+    p.add_argument("--malloc-default", dest="keep_freed_memory", action="store_false",
+                   help="leave glibc's malloc as it is (by default the benchmark keeps freed memory "
+                        "for the next step, as `sparsemix train` does: "
+                        "sparsemix.train.keep_freed_memory)")
     p.add_argument("--no-breakdown", dest="breakdown", action="store_false",
                    help="skip the per-component breakdown of the Paramixer cells")
     p.add_argument("--breakdown-reps", type=int, default=3)
@@ -446,11 +452,13 @@ def variants(args) -> list[tuple[str, dict]]:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"command": "python benchmarks/train_step.py " + " ".join(sys.argv[1:] if argv is None
                                                                        else argv),
-              "machine": machine(args.threads), "tokens": args.tokens, "steps": args.steps,
+              "machine": {**machine(args.threads), "keep_freed_memory": kept},
+              "tokens": args.tokens, "steps": args.steps,
               "warmup": args.warmup, "cells": []}
     for n in args.lengths:
         for mode in args.modes:

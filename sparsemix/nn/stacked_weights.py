@@ -14,7 +14,7 @@ from .sparse_factor_conv import SparseFactorConv
 # Rows per chunk: one chunk of the [rows, M*h] hidden activations holds about this many elements, so it
 # stays in cache between the first GEMM, the GELU and the second GEMM (allocating and faulting in the
 # full [R, M*h] hidden costs more than the GEMMs themselves; benchmarks/mlp_gemm.py).
-CHUNK_ELEMENTS = 1 << 21
+CHUNK_ELEMENTS = 1 << 18
 
 
 def stacked_weights(factors: Sequence[SparseFactorConv], x: Tensor) -> list[Tensor]:

@@ -8,9 +8,11 @@ Modules, in the order they depend on each other: :mod:`.config` (the run's optio
 :mod:`.distributed`, :mod:`.recipe` (optimiser, schedule), :mod:`.task_spec` (a model's task
 without its data), :mod:`.inference` (evaluate, predict), :mod:`.prediction` (``sparsemix predict``
 on FASTA files),
-:mod:`.run_folder` (what a run folder holds), :mod:`.interrupt` (Ctrl-C), :mod:`.loop` (train).
+:mod:`.run_folder` (what a run folder holds), :mod:`.interrupt` (Ctrl-C), :mod:`.allocator`
+(memory kept between steps), :mod:`.loop` (train).
 """
 from ..errors import RunError
+from .allocator import keep_freed_memory
 from .config import TrainConfig
 from .inference import build_model, evaluate, load_model, predict
 from .interrupt import TrainingInterrupted
@@ -21,4 +23,4 @@ from .seeding import seed_everything
 
 __all__ = ["TrainConfig", "train", "evaluate", "predict", "load_model", "build_model",
            "seed_everything", "RunError", "TrainingInterrupted", "throughput",
-           "predict_fasta"]
+           "predict_fasta", "keep_freed_memory"]

@@ -29,6 +29,7 @@ from .distributed import (DistInfo, all_reduce_sum, barrier, broadcast_object, c
 from .inference import build_model, forward, loss_sum, run_eval
 from .interrupt import StopFlag, TrainingInterrupted
 from .metrics import is_better, primary_metric, throughput
+from .allocator import keep_freed_memory
 from .precision import autocast, resolve_precision
 from .recipe import build_optimizer, build_scheduler
 from .run_folder import RunFolder
@@ -83,6 +84,7 @@ def train(cfg: TrainConfig) -> dict:
     """
     cfg.validate()
     _check_task_options(cfg)
+    keep_freed_memory()  # every step reuses the last one's memory instead of faulting it in again
     cfg.resolve_task_defaults()  # saved resolved: the run folder says what it built
     cfg.fasta = [_resolved(entry) for entry in cfg.fasta]  # stored absolute: evaluate from anywhere
     info = init_distributed(cfg.device)
