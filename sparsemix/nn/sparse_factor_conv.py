@@ -143,7 +143,7 @@ class SparseFactorConv(MessagePassing):
 
     def apply_factor(self, v: Tensor, weights: Tensor, tables: FactorTables,
                      residual: bool = False) -> Tensor:
-        """Apply one factor, given as its index ``tables`` (:class:`topologies.FactorTables`, from
+        r"""Apply one factor, given as its index ``tables`` (:class:`topologies.FactorTables`, from
         ``topology.tables(m)`` of a :class:`topologies.Topology` or
         :class:`topologies.BatchedTopology`), with the weights [*, N, K] to ``v`` [*, N, C], through
         :attr:`active_backend`: the only place that dispatches. Used by
