@@ -11,7 +11,8 @@
 // the row K times; a block of up to 4 vectors of channels is instead summed in registers over all K
 // sources and stored once, and the row's K source pointers and weights are looked up once, not once
 // per block. The weight gradient's dots take 4 sources per pass over g's row, with lane-wise partial
-// sums, reduced once at the end. (The earlier single loop ran at about 2 GFLOP/s; these 2-3x faster.)
+// sums, reduced once at the end. (The earlier single loop ran at about 2 GFLOP/s; these are 1.5-1.9x
+// faster per call with AVX2: benchmarks/native_kernel.py.)
 
 // Vectors of float or double; aligned(...) makes loads through them unaligned-safe. kVecBytes (in
 // scope: 32 for AVX2, 16 for the baseline's SSE2) is one register; half of one takes a row's tail
