@@ -18,6 +18,7 @@ cache (``make demo`` fetches them; ~30 MB).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -79,22 +81,28 @@ def _git(*cmd: str) -> str:
                           text=True).stdout.strip()
 
 
-def _worktree(rev: str, where: Path) -> Path:
-    """A checkout of ``rev`` at ``where`` with its own compiled kernel: this checkout's library when
-    ``sparsemix/csrc`` and ``setup.py`` are unchanged since ``rev``, else built there (about 30 s)."""
+@contextlib.contextmanager
+def baseline_checkout(rev: str, where: Path) -> Iterator[Path]:
+    """A ``git worktree`` of ``rev`` at ``where`` with its own compiled kernel (this checkout's
+    library when ``sparsemix/csrc`` and ``setup.py`` are unchanged since ``rev``, else built there,
+    about 30 s), removed again on exit, also when the build fails. Also used by native_kernel.py."""
     subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), rev],
                    check=True, capture_output=True)
-    if _git("diff", "--name-only", rev, "HEAD", "--", "sparsemix/csrc", "setup.py"):
-        print(f"building {rev}'s native kernel in {where} ...", file=sys.stderr, flush=True)
-        built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=where,
-                               capture_output=True, text=True)
-        if built.returncode:
-            raise SystemExit(f"--baseline {rev}: its native kernel did not build:\n"
-                             f"{built.stderr[-2000:]}")
-    else:
-        for lib in (REPO / "sparsemix").glob("_C*.so"):
-            shutil.copy2(lib, where / "sparsemix" / lib.name)
-    return where
+    try:
+        if _git("diff", "--name-only", rev, "HEAD", "--", "sparsemix/csrc", "setup.py"):
+            print(f"building {rev}'s native kernel in {where} ...", file=sys.stderr, flush=True)
+            built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=where,
+                                   capture_output=True, text=True)
+            if built.returncode:
+                raise SystemExit(f"--baseline {rev}: its native kernel did not build:\n"
+                                 f"{built.stderr[-2000:]}")
+        else:
+            for lib in (REPO / "sparsemix").glob("_C*.so"):
+                shutil.copy2(lib, where / "sparsemix" / lib.name)
+        yield where
+    finally:
+        subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(where)],
+                       capture_output=True)
 
 
 def _run(code_dir: Path, args, tmp: Path) -> dict:
@@ -145,23 +153,19 @@ def main(argv=None) -> int:
             "load_start": [round(v, 2) for v in os.getloadavg()], **{k: v for k, v in vars(args).items()
                                                                    if k != "out"}}
     codes = {"current": (REPO, _git("rev-parse", "--short", "HEAD"))}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmp = Path(tmp)
-        try:
-            if args.baseline:
-                rev = _git("rev-parse", "--short", args.baseline)
-                codes = {"baseline": (_worktree(rev, tmp / "baseline"), rev), **codes}
-            runs: dict[str, list] = {name: [] for name in codes}
-            for i in range(args.repeats):
-                for name, (code_dir, _) in codes.items():  # alternate: the same load for both
-                    r = _run(code_dir, args, tmp)
-                    runs[name].append(r)
-                    print(f"run {i + 1}/{args.repeats} {name:8s} {r['bases_per_s']:9,.0f} bases/s "
-                          f"{r['cpu_s']:6.1f} s CPU  load {r['load_avg_1m']}", flush=True)
-        finally:
-            if args.baseline and (tmp / "baseline").exists():
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                                str(tmp / "baseline")], capture_output=True)
+        if args.baseline:
+            rev = _git("rev-parse", "--short", args.baseline)
+            codes = {"baseline": (stack.enter_context(baseline_checkout(rev, tmp / "baseline")), rev),
+                     **codes}
+        runs: dict[str, list] = {name: [] for name in codes}
+        for i in range(args.repeats):
+            for name, (code_dir, _) in codes.items():  # alternate: the same load for both
+                r = _run(code_dir, args, tmp)
+                runs[name].append(r)
+                print(f"run {i + 1}/{args.repeats} {name:8s} {r['bases_per_s']:9,.0f} bases/s "
+                      f"{r['cpu_s']:6.1f} s CPU  load {r['load_avg_1m']}", flush=True)
     result = {"meta": {**meta, "load_end": [round(v, 2) for v in os.getloadavg()]}, "codes": {
         name: {"revision": rev, "runs": runs[name],
                "bases_per_s": statistics.median(r["bases_per_s"] for r in runs[name]),

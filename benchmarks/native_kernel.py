@@ -6,7 +6,8 @@ builds alternating.
 
 Each build runs in its own process: this checkout's loops as the CPU picks them (AVX2 + FMA where
 available) and forced to the baseline ISA (``SPARSEMIX_NATIVE_ISA=baseline``); ``--baseline REV``
-adds a revision's op built in a ``git worktree`` (e.g. the single-loop kernel before 2026-12-07).
+adds a revision's op in a ``git worktree`` (built there when its kernel source differs; e.g. the
+single-loop kernel before 2026-12-07).
 
     python benchmarks/native_kernel.py --out benchmarks/results/native_kernel --baseline 8f7a0c1
 
@@ -15,6 +16,7 @@ Writes ``native_kernel.json`` and ``.md`` to ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -79,16 +81,6 @@ def _best(old: dict | None, new: dict) -> dict:
     return old
 
 
-def _worktree(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(where), rev],
-                   check=True, capture_output=True)
-    built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=where,
-                           capture_output=True, text=True)
-    if built.returncode:
-        raise SystemExit(f"--baseline {rev}: its native kernel did not build:\n{built.stderr[-2000:]}")
-    return where
-
-
 def markdown(result: dict) -> str:
     lines = ["# The native slot-mix ops, one call each", "", f"Command: `{result['command']}`  ",
              f"Machine: {result['machine']}; 1 thread, best of {result['reps']} calls in each of "
@@ -104,28 +96,25 @@ def markdown(result: dict) -> str:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="folder for native_kernel.json / .md")
-    p.add_argument("--baseline", default=None, help="also time this revision's op (built in a worktree)")
+    p.add_argument("--baseline", default=None, help="also time this revision's op (in a worktree)")
     p.add_argument("--reps", type=int, default=40, help="calls per op (the best counts)")
     p.add_argument("--rounds", type=int, default=3, help="processes per build, alternating")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sys.path.insert(0, str(REPO / "benchmarks"))
+    from dna_throughput import baseline_checkout  # noqa: E402
     from train_step import cpu_model  # noqa: E402
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         runs = {"this checkout": (REPO, None), "this checkout, baseline ISA": (REPO, "baseline")}
         if args.baseline:
-            runs[args.baseline] = (_worktree(args.baseline, Path(tmp) / "baseline"), None)
-        try:
-            builds: dict[str, dict] = {}
-            for _ in range(args.rounds):  # builds alternate: a slow minute hits them all
-                for name, (code_dir, isa) in runs.items():
-                    builds[name] = _best(builds.get(name), _run(code_dir, args.reps, isa))
-        finally:
-            if args.baseline:
-                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                                str(runs[args.baseline][0])], capture_output=True)
+            runs[args.baseline] = (stack.enter_context(
+                baseline_checkout(args.baseline, Path(tmp) / "baseline")), None)
+        builds: dict[str, dict] = {}
+        for _ in range(args.rounds):  # builds alternate: a slow minute hits them all
+            for name, (code_dir, isa) in runs.items():
+                builds[name] = _best(builds.get(name), _run(code_dir, args.reps, isa))
     result = {"command": "python benchmarks/native_kernel.py " + " ".join(
                   sys.argv[1:] if argv is None else argv),
               "machine": f"{cpu_model()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}",

@@ -4,8 +4,9 @@
 // header it relies on (<cstdint>, <vector>, <type_traits>, ATen's half types) is included before,
 // compiled for the baseline, never re-instantiated for AVX2 (no ODR clash between the two copies).
 //
-// Needs in scope: `Dims`, `acc_type<T>`, `kParallelWork`, `kVecBytes`. Vectors are passed by value only between
-// inlined functions, so GCC's note on the AVX calling convention (-Wpsabi) does not apply.
+// Needs in scope: `Dims`, `acc_type<T>`, `kParallelWork`, `kVecBytes`. Vectors are passed by value
+// only between inlined functions, so GCC's note on the AVX calling convention (-Wpsabi) does not
+// apply.
 //
 // Why the blocks: accumulating an output row in memory across its K sources stores and reloads
 // the row K times; a block of up to 4 vectors of channels is instead summed in registers over all K

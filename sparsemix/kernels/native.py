@@ -10,9 +10,10 @@ Same math as :func:`sparsemix.kernels.slot_mix.fused_slot_mix` (whose docstring 
 with ``b' = b`` (or 0 when ``w`` is shared by the batch) and ``t = inv``. The C++ source is
 ``sparsemix/csrc/slot_mix.cpp``, compiled into ``sparsemix._C`` by ``setup.py`` at install time.
 The loops are compiled twice, for the baseline ISA and for AVX2 + FMA, and the CPU picks at run
-time (:func:`native_isa`). Registered here: autograd (through the two gradient ops), fake kernels (so ``torch.compile`` traces
-the op with ``fullgraph=True``), and dtype handling. When the library is missing ``HAS_NATIVE`` is
-False, ``NATIVE_ERROR`` says why, and the rest of sparsemix works without it.
+time (:func:`native_isa`). Registered here: autograd (through the two gradient ops), fake kernels
+(so ``torch.compile`` traces the op with ``fullgraph=True``), and dtype handling. When the library
+is missing ``HAS_NATIVE`` is False, ``NATIVE_ERROR`` says why, and the rest of sparsemix works
+without it.
 """
 from __future__ import annotations
 
